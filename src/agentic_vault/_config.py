@@ -1,0 +1,97 @@
+"""The signer's configuration: one validated model shared by the CLI and library users."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._fields import Address
+
+_HEX = "[0-9a-fA-F]"
+_KEY_UUID = rf"(?:mrk-{_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
+_ALIAS = r"alias/[A-Za-z0-9/_-]{1,250}"
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"
+_KEY_ARN = re.compile(
+    rf"arn:aws[a-z-]*:kms:(?P<region>{_REGION}):[0-9]{{12}}:(?:key/{_KEY_UUID}|{_ALIAS})"
+)
+_KEY_ID = re.compile(rf"{_KEY_UUID}|{_ALIAS}")
+_REGION_RE = re.compile(_REGION)
+
+DEFAULT_KMS_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 5.0
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+class SignerConfig(BaseModel):
+    """Where the key is and how hard to try reaching it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(description="key id, key ARN, alias/NAME or alias ARN")
+    region: str | None = Field(default=None, description="KMS region; None: the SDK's choice")
+    profile: str | None = Field(default=None, description="named profile from ~/.aws/config")
+    expected_address: Address | None = Field(
+        default=None, description="refuse to sign unless the key's address is this"
+    )
+    kms_timeout: float = Field(
+        default=DEFAULT_KMS_TIMEOUT,
+        gt=0,
+        le=300,
+        description="seconds one KMS operation may take, retries included",
+    )
+    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, le=60)
+    read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0, le=120)
+    max_concurrency: int = Field(
+        default=DEFAULT_MAX_CONCURRENCY,
+        ge=1,
+        le=1024,
+        description="KMS calls in flight at once (worker threads and HTTP connections)",
+    )
+
+    @field_validator("key_id")
+    @classmethod
+    def _key_id_shape(cls, value: str) -> str:
+        if not (_KEY_ID.fullmatch(value) or _KEY_ARN.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is not a KMS key id, key ARN, alias/NAME or alias ARN "
+                "(e.g. 1234abcd-12ab-34cd-56ef-1234567890ab or alias/agentic-vault)"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an AWS region name (e.g. us-east-1)")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_shape(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or len(value) > 256):
+            raise ValueError("a profile name must be non-empty")
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_fit_the_budget(self) -> SignerConfig:
+        if self.connect_timeout + self.read_timeout > self.kms_timeout:
+            raise ValueError(
+                f"connect timeout ({self.connect_timeout}s) plus read timeout "
+                f"({self.read_timeout}s) exceed the KMS timeout ({self.kms_timeout}s); one "
+                "attempt must fit in the budget"
+            )
+        arn_region = self.key_arn_region
+        if self.region and arn_region and self.region != arn_region:
+            raise ValueError(
+                f"the key ARN is in {arn_region} but the region is {self.region}; "
+                "a key can only be used in its own region (drop --region or fix it)"
+            )
+        return self
+
+    @property
+    def key_arn_region(self) -> str | None:
+        """The region named by a key or alias ARN, if ``key_id`` is one."""
+        match = _KEY_ARN.fullmatch(self.key_id)
+        return match.group("region") if match else None

@@ -1,0 +1,264 @@
+"""Field types shared by every input model, and how their errors are reported.
+
+Quantities follow Ethereum JSON-RPC tooling: a JSON integer, a decimal string
+or a ``0x`` hex string. Byte strings are ``0x`` hex of even length. Addresses
+are 20 bytes; a mixed-case address must carry a valid EIP-55 checksum (it is
+the only typo detector an address has). Every refusal names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from ._errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+UINT256_MAX = 2**256 - 1
+UINT64_MAX = 2**64 - 1
+
+_DECIMAL = re.compile(r"[0-9]{1,80}")
+_HEX_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,80}")
+_HEX_BYTES = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+class StrictModel(BaseModel):
+    """Refuses unknown fields; validates by the wire (camelCase) names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_alias=True)
+
+
+def parse_quantity(value: Any, maximum: int = UINT256_MAX, minimum: int = 0) -> int:
+    """An integer from a JSON integer, a decimal string or a ``0x`` hex string."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PydanticCustomError(
+            "quantity",
+            "must be an integer, a decimal string or a 0x hex string, not {kind}",
+            {"kind": _json_kind(value)},
+        )
+    number: int
+    if isinstance(value, int):
+        number = value
+    elif _HEX_QUANTITY.fullmatch(value):
+        number = int(value, 16)
+    elif _DECIMAL.fullmatch(value):
+        number = int(value, 10)
+    elif value.startswith("-"):
+        raise PydanticCustomError("quantity", "must not be negative")
+    else:
+        raise PydanticCustomError(
+            "quantity",
+            "must be a decimal string like '21000' or a 0x hex string like '0x5208' "
+            "(at most 80 digits)",
+        )
+    if number < minimum:
+        raise PydanticCustomError("quantity", "must be at least {minimum}", {"minimum": minimum})
+    if number > maximum:
+        raise PydanticCustomError(
+            "quantity", "must be at most {maximum}", {"maximum": _readable(maximum)}
+        )
+    return number
+
+
+def _readable(bound: int) -> str:
+    """``2**256 - 1`` rather than 78 digits."""
+    for offset in (1, 2):
+        bits = (bound + offset).bit_length() - 1
+        if bits > 32 and bound + offset == 2**bits:
+            return f"2^{bits} - {offset}"
+    return str(bound)
+
+
+def parse_hex_bytes(value: Any, max_bytes: int, exact: int | None = None) -> bytes:
+    """Bytes from a ``0x``-prefixed, even-length hex string."""
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "hex", "must be a 0x-prefixed hex string, not {kind}", {"kind": _json_kind(value)}
+        )
+    if len(value) > 2 + 2 * max_bytes:
+        raise PydanticCustomError(
+            "too_long", "is longer than the limit of {limit} bytes", {"limit": max_bytes}
+        )
+    if not _HEX_BYTES.fullmatch(value):
+        raise PydanticCustomError(
+            "hex",
+            "must be 0x followed by an even number of hex digits (two per byte)",
+        )
+    raw = bytes.fromhex(value[2:])
+    if exact is not None and len(raw) != exact:
+        raise PydanticCustomError(
+            "hex", "must be exactly {exact} bytes, got {got}", {"exact": exact, "got": len(raw)}
+        )
+    return raw
+
+
+def parse_address(value: Any) -> str:
+    """The EIP-55 checksummed form of a 20-byte hex address."""
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        raise PydanticCustomError("address", "must be a 0x-prefixed 20-byte (40 hex digit) address")
+    from eth_utils.address import to_checksum_address
+
+    checksummed: str = to_checksum_address(value)
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and value != checksummed:
+        raise PydanticCustomError(
+            "address",
+            "has an invalid EIP-55 checksum (mixed case that does not match); "
+            "check the address for typos, or send it all lower case",
+        )
+    return checksummed
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """An error a model validator reports against one of the model's fields (by wire name)."""
+    return PydanticCustomError(
+        "field_rule", "{field}: {message}", {"field": field, "message": message}
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class QuantityField:
+    """Marks an ``int`` field as a quantity: three spellings in, bounds checked."""
+
+    maximum: int = UINT256_MAX
+    minimum: int = 0
+    description: str = ""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            lambda v: parse_quantity(v, self.maximum, self.minimum), handler(source)
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        spelled: JsonSchemaValue = {
+            "anyOf": [
+                {"type": "integer", "minimum": self.minimum, "maximum": self.maximum},
+                {"type": "string", "pattern": "^(0x[0-9a-fA-F]{1,80}|[0-9]{1,80})$"},
+            ]
+        }
+        if self.description:
+            spelled["description"] = self.description
+        return spelled
+
+
+@dataclass(frozen=True)
+class HexBytesField:
+    """Marks a ``bytes`` field as ``0x`` hex: at most ``max_bytes``, or exactly ``exact``."""
+
+    max_bytes: int
+    exact: int | None = None
+    description: str = ""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            lambda v: parse_hex_bytes(v, self.max_bytes, self.exact), handler(source)
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        spelled: JsonSchemaValue = {"type": "string"}
+        if self.exact is not None:
+            spelled["pattern"] = f"^0x[0-9a-fA-F]{{{2 * self.exact}}}$"
+        else:
+            spelled["pattern"] = "^0x([0-9a-fA-F]{2})*$"
+            spelled["maxLength"] = 2 + 2 * self.max_bytes
+        if self.description:
+            spelled["description"] = self.description
+        return spelled
+
+
+Address = Annotated[
+    str,
+    BeforeValidator(parse_address),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "20-byte address; mixed case must be a valid EIP-55 checksum",
+        }
+    ),
+]
+Bytes32 = Annotated[bytes, HexBytesField(32, exact=32)]
+Quantity = Annotated[int, QuantityField()]
+
+
+def location(loc: tuple[int | str, ...], root: str) -> str:
+    """A pydantic error location as a path: ``transaction.accessList[0].address``."""
+    text = root
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def invalid_input_from(error: ValidationError, root: str, max_items: int = 5) -> InvalidInput:
+    """One ``invalid_input`` naming every offending field (up to ``max_items``)."""
+    problems: list[str] = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        context = item.get("ctx") or {}
+        if kind == "field_rule":
+            problems.append(f"{location((*loc, context['field']), root)}: {context['message']}")
+            continue
+        where = location(loc, root) or "arguments"
+        if kind == "extra_forbidden":
+            problems.append(f"{where}: unknown field; remove it (check the spelling)")
+        elif kind == "missing":
+            problems.append(f"{where}: is required")
+        else:
+            message = item["msg"]
+            if message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            if message.startswith("Input should be "):
+                message = "must be " + message[len("Input should be ") :]
+            problems.append(f"{where}: {message}")
+    shown = problems[:max_items]
+    more = len(problems) - len(shown)
+    text = "; ".join(shown) + (f"; and {more} more problems" if more > 0 else "")
+    return InvalidInput(text + ".")
+
+
+def validate_model(model: type[M], data: Any, root: str) -> M:
+    """``model.model_validate(data)``, with failures as ``InvalidInput`` naming fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input_from(exc, root) from None

@@ -1,0 +1,219 @@
+"""A local KMS emulator for development and tests: moto, corrected where it differs from KMS.
+
+FOR DEVELOPMENT ONLY. Keys live unprotected in this process's memory.
+
+moto 5.2.5 differs from AWS KMS in two ways that matter to a signer:
+
+1. It ignores ``MessageType=DIGEST`` and hashes the 32-byte digest again
+   (getmoto/moto#10202), so the signature is over ``sha256(digest)``. The
+   correction signs the digest as given, the way KMS does. It checks moto's own
+   answer first and keeps it when it already verifies as a signature of the
+   digest, so it stops correcting by itself once moto is fixed
+   (``EmulatorControl.digest_corrections`` counts the corrections made).
+2. It signs with, and returns the public key of, a disabled key. KMS answers
+   ``DisabledException`` (``KMSInvalidStateException`` when pending deletion).
+3. Its ``GetPublicKey`` answers the bare key id in ``KeyId``; KMS answers the
+   key ARN. (Its missing ``KeySpec`` is left as is: real clients must cope
+   with ``CustomerMasterKeySpec`` alone, so ours is tested doing so.)
+
+Needs the ``local`` extra (``pip install 'agentic-vault[local]'``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_PORT = 4599
+DEFAULT_REGION = "us-east-1"
+DEV_ALIAS = "alias/agentic-vault-dev"
+# Placeholder credentials: the emulator checks none, but the SDK wants some.
+PLACEHOLDER_ACCESS_KEY = "local-dev-placeholder"
+PLACEHOLDER_SECRET_KEY = "local-dev-placeholder"  # noqa: S105 - not a secret, by design
+
+
+class EmulatorControl:
+    """Counts the KMS operations served and injects latency; shared by every emulator here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.digest_corrections = 0
+        self.latency: dict[str, float] = {}
+
+    def record(self, operation: str) -> None:
+        with self._lock:
+            self.calls[operation] += 1
+        delay = self.latency.get(operation, 0.0)
+        if delay:
+            time.sleep(delay)
+
+    def corrected(self) -> None:
+        with self._lock:
+            self.digest_corrections += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.digest_corrections = 0
+            self.latency = {}
+
+
+CONTROL = EmulatorControl()
+_install_lock = threading.Lock()
+
+
+# moto's own handlers, looked up at call time (a test swaps in a "fixed moto").
+MOTO_HANDLERS: dict[str, Callable[[Any], str]] = {}
+
+
+def install_corrections() -> None:
+    """Patch moto's KMS responses (idempotent): DIGEST signing and disabled keys."""
+    from moto.kms.responses import KmsResponse
+
+    with _install_lock:
+        if MOTO_HANDLERS:
+            return
+        MOTO_HANDLERS.update(
+            Sign=KmsResponse.sign,
+            GetPublicKey=KmsResponse.get_public_key,
+            DescribeKey=KmsResponse.describe_key,
+        )
+
+        def sign(self: Any) -> str:
+            CONTROL.record("Sign")
+            key = _usable_key(self)
+            if self._get_param("MessageType") != "DIGEST":
+                return MOTO_HANDLERS["Sign"](self)
+            return _sign_digest_as_given(self, key)
+
+        def get_public_key(self: Any) -> str:
+            CONTROL.record("GetPublicKey")
+            key = _usable_key(self)
+            answer = json.loads(MOTO_HANDLERS["GetPublicKey"](self))
+            answer["KeyId"] = key.arn
+            return json.dumps(answer)
+
+        def describe_key(self: Any) -> str:
+            CONTROL.record("DescribeKey")
+            return MOTO_HANDLERS["DescribeKey"](self)
+
+        KmsResponse.sign = sign  # type: ignore[method-assign]
+        KmsResponse.get_public_key = get_public_key  # type: ignore[method-assign]
+        KmsResponse.describe_key = describe_key  # type: ignore[method-assign]
+
+
+def _usable_key(response: Any) -> Any:
+    """The key a request names, refused the way KMS refuses a disabled key."""
+    from moto.core.exceptions import JsonRESTError
+
+    key_id = response._get_param("KeyId")
+    response._validate_key_id(key_id)
+    key = response.kms_backend.describe_key(key_id)
+    if key.key_state == "Disabled":
+        raise JsonRESTError("DisabledException", f"{key.arn} is disabled.")
+    if key.key_state != "Enabled":
+        raise JsonRESTError("KMSInvalidStateException", f"{key.arn} is {key.key_state}.")
+    return key
+
+
+def _sign_digest_as_given(response: Any, key: Any) -> str:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from moto.kms.exceptions import ValidationException
+
+    digest = response._get_param("Message")
+    if isinstance(digest, str):
+        digest = digest.encode("utf-8")
+    if response._get_param("SigningAlgorithm") == "ECDSA_SHA_256" and len(digest) != 32:
+        raise ValidationException("Digest is invalid length for algorithm ECDSA_SHA_256.")
+    answer = json.loads(MOTO_HANDLERS["Sign"](response))
+    private_key = key.private_key.private_key
+    prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+    try:
+        private_key.public_key().verify(base64.b64decode(answer["Signature"]), digest, prehashed)
+    except InvalidSignature:
+        CONTROL.corrected()
+        signature = private_key.sign(digest, prehashed)
+        answer["Signature"] = base64.b64encode(signature).decode()
+    return json.dumps(answer)
+
+
+class LocalKms:
+    """A moto KMS server with the corrections above, on 127.0.0.1 only."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self.region = DEFAULT_REGION
+        self._server: Any = None
+
+    def start(self) -> LocalKms:
+        from moto.server import ThreadedMotoServer
+
+        install_corrections()
+        # werkzeug logs every request on stderr; our users read stderr.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.port = int(self._server.get_host_and_port()[1])
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> LocalKms:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self, key_id: str) -> dict[str, str]:
+        """The variables that point the SDK and ``agentic-vault-mcp`` at this emulator."""
+        return {
+            "AWS_ENDPOINT_URL_KMS": self.endpoint,
+            "AWS_ACCESS_KEY_ID": PLACEHOLDER_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": PLACEHOLDER_SECRET_KEY,
+            "AWS_REGION": self.region,
+            "VAULT_REGION": self.region,
+            "VAULT_KEY_ID": key_id,
+        }
+
+    def client(self) -> Any:
+        """A boto3 KMS client for this emulator (placeholder credentials)."""
+        import boto3
+
+        return boto3.session.Session().client(
+            "kms",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=PLACEHOLDER_ACCESS_KEY,
+            aws_secret_access_key=PLACEHOLDER_SECRET_KEY,
+        )
+
+    def create_key(
+        self,
+        alias: str | None = None,
+        key_spec: str = "ECC_SECG_P256K1",
+        key_usage: str = "SIGN_VERIFY",
+    ) -> dict[str, Any]:
+        """Create a key (and its alias); returns its ``KeyMetadata``."""
+        kms = self.client()
+        metadata = kms.create_key(
+            KeySpec=key_spec, KeyUsage=key_usage, Description="agentic-vault local development key"
+        )["KeyMetadata"]
+        if alias is not None:
+            kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
+        return dict(metadata)

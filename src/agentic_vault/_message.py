@@ -1,0 +1,83 @@
+"""EIP-191 ``personal_sign`` messages, and the digest of any EIP-191 signable.
+
+Typed data (version 0x01) and personal messages (version 0x45, "E") are both
+EIP-191 ``SignableMessage`` values from eth-account; one function hashes
+either for the signing core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal
+
+from pydantic_core import PydanticCustomError
+
+from ._errors import InvalidInput
+from ._fields import parse_hex_bytes
+
+if TYPE_CHECKING:
+    from eth_account.messages import SignableMessage
+
+MAX_MESSAGE_BYTES = 64 * 1024
+
+MessageEncoding = Literal["utf8", "hex"]
+
+
+@dataclass(frozen=True)
+class PersonalMessage:
+    """The bytes of a ``personal_sign`` message, ready to hash."""
+
+    raw: bytes
+
+    @classmethod
+    def parse(
+        cls, message: str, encoding: MessageEncoding = "utf8", root: str = "message"
+    ) -> PersonalMessage:
+        if encoding not in ("utf8", "hex"):
+            raise InvalidInput(
+                f"encoding: must be 'utf8' (sign the text) or 'hex' (sign 0x bytes), "
+                f"not {encoding!r}."
+            )
+        return cls(message_bytes(message, encoding, root))
+
+    @cached_property
+    def digest(self) -> bytes:
+        """``keccak256("\\x19Ethereum Signed Message:\\n" || len || message)``."""
+        from eth_account.messages import encode_defunct
+
+        return signable_digest(encode_defunct(primitive=self.raw))
+
+
+def message_bytes(message: str, encoding: MessageEncoding, root: str = "message") -> bytes:
+    """The bytes to sign: the UTF-8 text, or the bytes a ``0x`` hex string spells."""
+    if not isinstance(message, str):
+        raise InvalidInput(f"{root}: must be a string.")
+    if encoding == "hex":
+        try:
+            raw = parse_hex_bytes(message, MAX_MESSAGE_BYTES)
+        except PydanticCustomError as exc:
+            raise InvalidInput(
+                f"{root}: {exc.message()} (encoding is 'hex'; send encoding 'utf8' to sign "
+                "the text itself)."
+            ) from None
+    else:
+        try:
+            raw = message.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                f"{root}: contains an unpaired UTF-16 surrogate, which has no UTF-8 form; "
+                "send valid text or use encoding 'hex'."
+            ) from None
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidInput(
+            f"{root}: is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES // 1024} KiB."
+        )
+    return raw
+
+
+def signable_digest(signable: SignableMessage) -> bytes:
+    """The 32 bytes an EIP-191 signer signs: ``keccak256(0x19 || version || header || body)``."""
+    from eth_utils.crypto import keccak
+
+    return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
