@@ -96,3 +96,8 @@ def make_signer(emulator: LocalKms) -> SignerFactory:
 @pytest.fixture
 def signer(signing_key: dict[str, Any], make_signer: SignerFactory) -> KmsSigner:
     return make_signer(signing_key["KeyId"])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

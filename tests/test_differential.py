@@ -14,19 +14,17 @@ from collections import Counter
 from typing import Any
 
 import pytest
-import rlp
 from eth_account import Account
-from eth_account._utils.legacy_transactions import Transaction
 from eth_account.messages import encode_defunct, encode_typed_data
-from eth_account.typed_transactions import TypedTransaction
 from eth_keys import keys
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from hexbytes import HexBytes
 from hypothesis import given, settings
 
 from agentic_vault import KmsSigner, PersonalMessage, parse_typed_data
 from agentic_vault._signer import prepare_transaction
 
+from .reference import decode_raw_transaction
 from .strategies import HALF_N, personal_message, transaction, typed_data
 
 EXAMPLES = 200
@@ -49,33 +47,6 @@ def _reference_fields(canonical: dict[str, Any]) -> dict[str, Any]:
         entry["storageKeys"] = ["0x" + k.hex() for k in entry["storageKeys"]]
     if "blobVersionedHashes" in fields:
         fields["blobVersionedHashes"] = ["0x" + h.hex() for h in fields["blobVersionedHashes"]]
-    return fields
-
-
-def _decode(raw: bytes) -> dict[str, Any]:
-    """Fields of a signed raw transaction, decoded by eth-account / pyrlp."""
-    if raw[0] >= 0xC0:
-        fields = rlp.decode(raw, Transaction).as_dict()
-        fields["type"] = 0
-    else:
-        fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-    fields["to"] = to_checksum_address(fields["to"]) if fields["to"] else None
-    fields["data"] = bytes(fields["data"])
-    if "accessList" in fields:
-        fields["accessList"] = [
-            {
-                "address": to_checksum_address(e["address"]),
-                # eth-account decodes storage keys as integers
-                "storageKeys": [k.to_bytes(32, "big") for k in e["storageKeys"]],
-            }
-            for e in fields["accessList"]
-        ]
-    if "blobVersionedHashes" in fields:
-        fields["blobVersionedHashes"] = [bytes(h) for h in fields["blobVersionedHashes"]]
-    if "authorizationList" in fields:
-        fields["authorizationList"] = [
-            {**a, "address": to_checksum_address(a["address"])} for a in fields["authorizationList"]
-        ]
     return fields
 
 
@@ -104,7 +75,7 @@ def test_transactions_match_eth_account(signer: KmsSigner, tx_type: int) -> None
         assert signed.type == tx_type
         assert int(signed.s, 16) <= HALF_N
 
-        decoded = _decode(raw)
+        decoded = decode_raw_transaction(raw)
         assert (decoded.pop("v"), decoded.pop("r"), decoded.pop("s")) == (
             signed.v,
             int(signed.r, 16),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,14 +42,38 @@ class SignerConfig(BaseModel):
         le=300,
         description="seconds one KMS operation may take, retries included",
     )
-    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, le=60)
-    read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0, le=120)
+    connect_timeout: float = Field(
+        default=DEFAULT_CONNECT_TIMEOUT,
+        gt=0,
+        le=60,
+        description="seconds per connection attempt (default: 2, at most a quarter of kms_timeout)",
+    )
+    read_timeout: float = Field(
+        default=DEFAULT_READ_TIMEOUT,
+        gt=0,
+        le=120,
+        description="seconds to wait for an answer (default: 5, at most half of kms_timeout)",
+    )
     max_concurrency: int = Field(
         default=DEFAULT_MAX_CONCURRENCY,
         ge=1,
         le=1024,
         description="KMS calls in flight at once (worker threads and HTTP connections)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _attempt_timeouts_follow_the_budget(cls, data: Any) -> Any:
+        # One attempt must fit in the budget; a short budget shortens the defaults.
+        if isinstance(data, dict) and data.get("kms_timeout") is not None:
+            try:
+                budget = float(data["kms_timeout"])
+            except (TypeError, ValueError):
+                return data
+            data = dict(data)
+            data.setdefault("connect_timeout", min(DEFAULT_CONNECT_TIMEOUT, budget / 4))
+            data.setdefault("read_timeout", min(DEFAULT_READ_TIMEOUT, budget / 2))
+        return data
 
     @field_validator("key_id")
     @classmethod

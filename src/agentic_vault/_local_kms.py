@@ -24,6 +24,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import signal
+import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -146,6 +149,18 @@ def _sign_digest_as_given(response: Any, key: Any) -> str:
     return json.dumps(answer)
 
 
+def _require_free_port(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise OSError(
+                f"127.0.0.1:{port} is already in use ({exc.strerror}); pass --port with a free "
+                "port, or stop the other local KMS"
+            ) from None
+
+
 class LocalKms:
     """A moto KMS server with the corrections above, on 127.0.0.1 only."""
 
@@ -160,6 +175,9 @@ class LocalKms:
         install_corrections()
         # werkzeug logs every request on stderr; our users read stderr.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        if self.port:
+            # ThreadedMotoServer binds in its thread and waits forever if that fails.
+            _require_free_port(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         self.port = int(self._server.get_host_and_port()[1])
@@ -217,3 +235,54 @@ class LocalKms:
         if alias is not None:
             kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
         return dict(metadata)
+
+
+def run_local_kms(port: int, sign_latency: float = 0.0) -> int:
+    """``agentic-vault local-kms``: serve until interrupted; returns the exit status."""
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        print(
+            "agentic-vault local-kms: error: the local KMS needs the `local` extra: "
+            "pip install 'agentic-vault[local]'",
+            file=sys.stderr,
+        )
+        return 2
+    from ._der import decode_secp256k1_public_key
+    from ._signer import address_of
+
+    emulator = LocalKms(port)
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"agentic-vault local-kms: error: {exc}", file=sys.stderr)
+        return 2
+    if sign_latency:
+        CONTROL.latency["Sign"] = sign_latency
+    try:
+        key = emulator.create_key(alias=DEV_ALIAS)
+        public_key = emulator.client().get_public_key(KeyId=DEV_ALIAS)["PublicKey"]
+        address = address_of(decode_secp256k1_public_key(bytes(public_key)))
+        lines = [
+            "# agentic-vault local KMS -- FOR DEVELOPMENT ONLY. The key lives unprotected in",
+            "# this process's memory and is gone when it stops: never send real funds to it.",
+            "# Paste these lines into another shell, then run agentic-vault-mcp with no flags:",
+            "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN",
+            *(f"export {name}={value}" for name, value in emulator.environment(DEV_ALIAS).items()),
+            f"# key:     {key['Arn']}",
+            f"# address: {address}",
+            f"# serving on {emulator.endpoint} until Ctrl-C"
+            + (f" (adding {sign_latency * 1000:g} ms to every Sign)" if sign_latency else ""),
+        ]
+        print("\n".join(lines), flush=True)
+        _wait_for_interrupt()
+    finally:
+        emulator.stop()
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
