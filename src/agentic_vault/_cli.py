@@ -185,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ._local_kms import DEFAULT_PORT
 
     local.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     local.add_argument(
         "--sign-latency-ms",
