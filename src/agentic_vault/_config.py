@@ -20,8 +20,10 @@ _KEY_ID = re.compile(rf"{_KEY_UUID}|{_ALIAS}")
 _REGION_RE = re.compile(_REGION)
 
 DEFAULT_KMS_TIMEOUT = 10.0
-DEFAULT_CONNECT_TIMEOUT = 2.0
-DEFAULT_READ_TIMEOUT = 5.0
+# Per attempt. An attempt starts only if it can finish before the KMS timeout, so these
+# also decide how long retries go on: 10 s - (1 s + 3 s) = 6 s of retrying by default.
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_READ_TIMEOUT = 3.0
 DEFAULT_MAX_CONCURRENCY = 64
 
 
@@ -46,13 +48,13 @@ class SignerConfig(BaseModel):
         default=DEFAULT_CONNECT_TIMEOUT,
         gt=0,
         le=60,
-        description="seconds per connection attempt (default: 2, at most a quarter of kms_timeout)",
+        description="seconds per connection attempt (default: 1, at most kms_timeout / 5)",
     )
     read_timeout: float = Field(
         default=DEFAULT_READ_TIMEOUT,
         gt=0,
         le=120,
-        description="seconds to wait for an answer (default: 5, at most half of kms_timeout)",
+        description="seconds to wait for an answer (default: 3, at most 0.3 * kms_timeout)",
     )
     max_concurrency: int = Field(
         default=DEFAULT_MAX_CONCURRENCY,
@@ -71,8 +73,8 @@ class SignerConfig(BaseModel):
             except (TypeError, ValueError):
                 return data
             data = dict(data)
-            data.setdefault("connect_timeout", min(DEFAULT_CONNECT_TIMEOUT, budget / 4))
-            data.setdefault("read_timeout", min(DEFAULT_READ_TIMEOUT, budget / 2))
+            data.setdefault("connect_timeout", min(DEFAULT_CONNECT_TIMEOUT, budget / 5))
+            data.setdefault("read_timeout", min(DEFAULT_READ_TIMEOUT, budget * 0.3))
         return data
 
     @field_validator("key_id")
@@ -114,6 +116,15 @@ class SignerConfig(BaseModel):
                 "a key can only be used in its own region (drop --region or fix it)"
             )
         return self
+
+    @property
+    def call_timeout(self) -> float:
+        """The longest a tool call may take: two KMS operations, plus first-use imports.
+
+        botocore bounds network waits, but not a ``credential_process`` helper that
+        never exits or a DNS lookup that hangs; past this, the call is abandoned.
+        """
+        return 2 * self.kms_timeout + 5
 
     @property
     def key_arn_region(self) -> str | None:

@@ -193,7 +193,8 @@ class KmsClient:
             key_id=self.config.key_id,
             region=self.region,
             key_arn=self.key_arn,
-            profile=self.config.profile,
+            # The profile in effect, so a message can name it: --profile, else AWS_PROFILE.
+            profile=self.config.profile or os.environ.get("AWS_PROFILE") or None,
             endpoint=client.meta.endpoint_url if client is not None else None,
         )
 

@@ -13,11 +13,13 @@ import anyio.abc
 from ._config import SignerConfig
 from ._server import ToolRunner, build_server
 from ._signer import KmsSigner
+from ._stdio import stdio_transport
 from ._version import __version__
 
 logger = logging.getLogger("agentic_vault.server")
 
 DRAIN_MARGIN = 1.0
+WRITE_GRACE = 0.1
 
 
 def serve_stdio(config: SignerConfig) -> int:
@@ -41,7 +43,11 @@ def serve_stdio(config: SignerConfig) -> int:
                     }
                 },
             )
-            await server.run_stdio_async()
+            async with stdio_transport(on_refused=runner.audit_refusal) as (read, write):
+                # MCPServer serves stdio only through the SDK's transport, which drops
+                # lines it cannot parse; ours answers them, so serve its streams directly.
+                lowlevel = server._lowlevel_server
+                await lowlevel.run(read, write, lowlevel.create_initialization_options())
             logger.info("stdin closed; stopping")
             tasks.cancel_scope.cancel()
 
@@ -63,10 +69,12 @@ async def _stop_on_signal(
                 signal.Signals(signum).name,
                 runner.in_flight,
             )
-            # A call in flight may already hold a signature: let it reach the audit log.
+            # A call in flight may already hold a signature: let it reach the audit log
+            # and its caller.
             with anyio.move_on_after(config.kms_timeout + DRAIN_MARGIN):
                 while runner.in_flight:
                     await anyio.sleep(0.02)
+                await anyio.sleep(WRITE_GRACE)  # the last answers leave through the writer
             for handler in logging.getLogger().handlers:
                 handler.flush()
             sys.stderr.flush()

@@ -31,7 +31,7 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from ._errors import AddressMismatch, InternalError, VaultError
+from ._errors import AddressMismatch, InternalError, KmsUnavailable, VaultError
 from ._fields import StrictModel, invalid_input_from
 from ._logging import audit
 from ._message import MAX_MESSAGE_BYTES, PersonalMessage
@@ -286,25 +286,53 @@ class ToolRunner:
     def __init__(self, signer: KmsSigner, max_concurrency: int) -> None:
         self.signer = signer
         self.limiter = anyio.CapacityLimiter(max_concurrency)
-        self._in_flight = 0
+        self.call_timeout = signer.config.call_timeout
+        self._running = 0
+        self._answering = 0
         self._lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        """Calls not yet answered: running in a worker thread (abandoned ones too) or returning."""
+        return self._running + self._answering
 
     async def call(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
-        with self._lock:
-            self._in_flight += 1
+        self._answering += 1
         try:
-            return await anyio.to_thread.run_sync(
-                partial(self._call_sync, spec, arguments), limiter=self.limiter
-            )
+            return await self._call_with_watchdog(spec, arguments)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            self._answering -= 1
+
+    async def _call_with_watchdog(
+        self, spec: ToolSpec, arguments: dict[str, Any]
+    ) -> CallToolResult:
+        with anyio.move_on_after(self.call_timeout):
+            return await anyio.to_thread.run_sync(
+                partial(self._call_sync, spec, arguments),
+                limiter=self.limiter,
+                abandon_on_cancel=True,
+            )
+        # The thread runs on and writes its own audit line when it ends.
+        logger.error("tool %s abandoned after %.0f s", spec.name, self.call_timeout)
+        return _error_result(
+            KmsUnavailable(
+                f"{spec.name} got no answer within {self.call_timeout:g} s and was abandoned; "
+                "nothing was returned. Something outside the network timeouts hangs: most "
+                "often a credential_process helper that never exits, or DNS. Run the "
+                "profile's credential_process by hand, and check name resolution."
+            )
+        )
 
     def _call_sync(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
+        with self._lock:
+            self._running += 1
+        try:
+            return self._call_and_audit(spec, arguments)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _call_and_audit(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
         record = CallRecord(tool=spec.name)
         started = time.perf_counter()
         try:
@@ -329,6 +357,16 @@ class ToolRunner:
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(structured))],
             structured_content=structured,
+        )
+
+    def audit_refusal(self, tool: str | None, text: str) -> None:
+        """The audit line of a tool call the transport refused before it reached us."""
+        audit(
+            "tool call",
+            tool=tool,
+            outcome="error",
+            error_code="invalid_input",
+            error=text.removeprefix("invalid_input: "),
         )
 
     def _audit(self, record: CallRecord, started: float, error: VaultError | None) -> None:
