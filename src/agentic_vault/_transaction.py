@@ -286,6 +286,15 @@ class UnsignedTransaction:
     def encode(self, signature: EthSignature) -> bytes:
         """The signed raw transaction (the ``eth_sendRawTransaction`` payload)."""
         from eth_account._utils.legacy_transactions import encode_transaction
+        from eth_account.typed_transactions.typed_transaction import TypedTransaction
 
         vrs = (self.v_for(signature), signature.r, signature.s)
-        return bytes(encode_transaction(self._serializable, vrs=vrs))
+        if not isinstance(self._serializable, TypedTransaction):
+            return bytes(encode_transaction(self._serializable, vrs=vrs))
+        # eth-account's encode_transaction validates the whole transaction again; the
+        # dictionary it validated for the signing hash only lacks v, r and s.
+        # The implementations (DynamicFeeTransaction...) take their dictionary; their
+        # abstract base declares neither, hence Any.
+        unsigned: Any = self._serializable.transaction
+        signed = type(unsigned)({**unsigned.dictionary, "v": vrs[0], "r": vrs[1], "s": vrs[2]})
+        return bytes(TypedTransaction(self.tx_type, signed).encode())
