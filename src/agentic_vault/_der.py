@@ -108,23 +108,13 @@ def decode_secp256k1_public_key(spki: bytes) -> bytes:
     value = _decode_canonical(spki, _SubjectPublicKeyInfo(), "public key")
     algorithm = value["algorithm"]["algorithm"]
     if algorithm != ID_EC_PUBLIC_KEY:
-        found = _KNOWN_ALGORITHMS.get(str(algorithm), f"algorithm {algorithm}")
-        raise KmsKeyInvalid(
-            f"the KMS key is {found}; agentic-vault needs {_WANTED}. "
-            "Create one with `aws kms create-key --key-spec ECC_SECG_P256K1 "
-            "--key-usage SIGN_VERIFY` and point --key-id at it."
-        )
+        raise _not_secp256k1(_KNOWN_ALGORITHMS.get(str(algorithm), f"algorithm {algorithm}"))
     parameters = value["algorithm"]["parameters"]
     if not parameters.isValue:
         raise MalformedDer("the public key from KMS names no elliptic curve")
     curve = _decode_canonical(bytes(parameters), univ.ObjectIdentifier(), "curve identifier")
     if curve != ID_SECP256K1:
-        found = _KNOWN_CURVES.get(str(curve), f"on curve {curve}")
-        raise KmsKeyInvalid(
-            f"the KMS key is {found}; agentic-vault needs {_WANTED} (secp256k1, the "
-            "Ethereum curve). Create one with `aws kms create-key --key-spec "
-            "ECC_SECG_P256K1 --key-usage SIGN_VERIFY` and point --key-id at it."
-        )
+        raise _not_secp256k1(_KNOWN_CURVES.get(str(curve), f"on curve {curve}"))
     bits = value["subjectPublicKey"]
     if len(bits) != 65 * 8:
         raise MalformedDer(
@@ -136,6 +126,14 @@ def decode_secp256k1_public_key(spki: bytes) -> bytes:
         raise MalformedDer("the public key from KMS is not an uncompressed point")
     _require_on_curve(point)
     return point
+
+
+def _not_secp256k1(found: str) -> KmsKeyInvalid:
+    return KmsKeyInvalid(
+        f"the KMS key is {found}; agentic-vault needs {_WANTED} (secp256k1, the "
+        "Ethereum curve). Create one with `aws kms create-key --key-spec "
+        "ECC_SECG_P256K1 --key-usage SIGN_VERIFY` and point --key-id at it."
+    )
 
 
 def _require_on_curve(point: bytes) -> None:

@@ -147,20 +147,28 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
+class _WireField:
+    """A field whose wire form one of our parsers turns into its Python value first."""
+
+    def parse(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(self.parse, handler(source))
+
+
 @dataclass(frozen=True)
-class QuantityField:
+class QuantityField(_WireField):
     """Marks an ``int`` field as a quantity: three spellings in, bounds checked."""
 
     maximum: int = UINT256_MAX
     minimum: int = 0
     description: str = ""
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_before_validator_function(
-            lambda v: parse_quantity(v, self.maximum, self.minimum), handler(source)
-        )
+    def parse(self, value: Any) -> int:
+        return parse_quantity(value, self.maximum, self.minimum)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
@@ -177,19 +185,15 @@ class QuantityField:
 
 
 @dataclass(frozen=True)
-class HexBytesField:
+class HexBytesField(_WireField):
     """Marks a ``bytes`` field as ``0x`` hex: at most ``max_bytes``, or exactly ``exact``."""
 
     max_bytes: int
     exact: int | None = None
     description: str = ""
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_before_validator_function(
-            lambda v: parse_hex_bytes(v, self.max_bytes, self.exact), handler(source)
-        )
+    def parse(self, value: Any) -> bytes:
+        return parse_hex_bytes(value, self.max_bytes, self.exact)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,7 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from ._errors import AddressMismatch, InternalError, KmsUnavailable, VaultError
+from ._errors import InternalError, KmsUnavailable, VaultError
 from ._fields import StrictModel, invalid_input_from
 from ._logging import audit
 from ._message import MAX_MESSAGE_BYTES, PersonalMessage
@@ -121,19 +121,10 @@ class ToolSpec:
     result: type[BaseModel]
     handler: Handler
     read_only: bool
-    extra_annotations: dict[str, bool] = field(default_factory=dict)
 
 
 def _get_address(signer: KmsSigner, _: NoArguments, record: CallRecord) -> AddressResult:
-    info = signer.key_info()
-    expected = signer.config.expected_address
-    if expected is not None and info.address != expected:
-        # An agent would hand this address out to receive funds: refuse it like a signature.
-        raise AddressMismatch(
-            f"KMS key {signer.config.key_id} has address {info.address}, but the expected "
-            f"address is {expected}. Point --key-id at the right key, or correct "
-            "--expected-address."
-        )
+    info = signer.pinned_key_info()
     record.address = info.address
     return AddressResult(address=info.address)
 

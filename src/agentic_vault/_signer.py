@@ -107,8 +107,12 @@ class KmsSigner:
             key_usage=usage,
         )
 
-    def _signing_key(self) -> KeyInfo:
-        """The key, provided it is the one we were told to expect."""
+    def pinned_key_info(self) -> KeyInfo:
+        """``key_info()``, provided the address is the expected one (else ``AddressMismatch``).
+
+        Everything that signs, or tells the address, goes through here: an agent hands
+        its address out to be paid, so a wrong key is refused like a wrong signature.
+        """
         info = self.key_info()
         expected = self.config.expected_address
         if expected is not None and info.address != expected:
@@ -125,7 +129,7 @@ class KmsSigner:
         """Sign 32 bytes as given; the result is low-s and verified against our key."""
         if len(digest) != 32:
             raise InvalidInput(f"digest: must be 32 bytes, got {len(digest)}.")
-        info = self._signing_key()
+        info = self.pinned_key_info()
         der = self.kms.sign(digest)
         return kms_signature_to_eth(der, digest, info.public_key)
 
@@ -136,7 +140,7 @@ class KmsSigner:
     ) -> SignedTransaction:
         """Sign an ``eth_signTransaction`` object (or an already validated one)."""
         unsigned = prepare_transaction(transaction)
-        info = self._signing_key()
+        info = self.pinned_key_info()
         claimed = unsigned.request.from_
         if claimed is not None and claimed != info.address:
             raise InvalidInput(
