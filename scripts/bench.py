@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 import boto3
 from botocore.config import Config
+from demo import permit  # scripts/demo.py, beside this file
 
 BIN = Path(sys.executable).parent
 ALIAS = "alias/agentic-vault-bench"
@@ -211,40 +212,19 @@ TX = {
     "to": "0x52908400098527886E0F7030069857D2E4169EE7",
     "value": "10000000000000000",
 }
-PERMIT = {
-    "types": {
-        "Permit": [
-            {"name": "owner", "type": "address"},
-            {"name": "spender", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-        ]
-    },
-    "primaryType": "Permit",
-    "domain": {
-        "name": "USD Coin",
-        "version": "2",
-        "chainId": 1,
-        "verifyingContract": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
-    },
-    "message": {
-        "owner": "0x52908400098527886E0F7030069857D2E4169EE7",
-        "spender": "0x000000000022D473030F116dDEE9F6B43aC78BA3",
-        "value": "250000000",
-        "nonce": 0,
-        "deadline": 1798761600,
-    },
-}
 CALLS: dict[str, Callable[[int], dict[str, Any]]] = {
     "get_address": lambda i: {},
     "sign_transaction": lambda i: {"transaction": {**TX, "nonce": i}},
-    "sign_typed_data": lambda i: {
-        "typed_data": {**PERMIT, "message": {**PERMIT["message"], "nonce": i}}
-    },
+    "sign_typed_data": lambda i: {"typed_data": _permit(i)},
     "sign_message": lambda i: {"message": f"Sign in to example.org\nNonce: {i}"},
     "health_check": lambda i: {},
 }
+
+
+def _permit(nonce: int) -> dict[str, Any]:
+    """The demo's EIP-2612 permit, with a new nonce each call."""
+    payload = permit(TX["to"])
+    return {**payload, "message": {**payload["message"], "nonce": nonce}}
 
 
 def server_pid() -> int | None:
