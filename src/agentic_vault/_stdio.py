@@ -20,6 +20,7 @@ waits forever for that request. This transport:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,29 +87,35 @@ async def stdio_transport(
     async def reader() -> None:
         async with read_writer:
             async for item in _lines(in_fd):
+                refused: _Refused
                 if isinstance(item, _Refused):
-                    answer = _answer(item, on_refused)
-                    if answer is not None:
-                        await emit(answer)
-                    continue
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(item, by_name=False)
-                except ValidationError:
-                    answer = _answer(_classify(item), on_refused)
-                    if answer is not None:
-                        await emit(answer)
-                    continue
-                await read_writer.send(SessionMessage(message))
+                    refused = item
+                else:
+                    try:
+                        message = types.jsonrpc_message_adapter.validate_json(item, by_name=False)
+                    except ValidationError:
+                        refused = _classify(item)
+                    else:
+                        await read_writer.send(SessionMessage(message))
+                        continue
+                answer = _answer(refused, on_refused)
+                if answer is not None:
+                    await emit(answer)
 
     async def writer() -> None:
         async with write_reader:
             async for session_message in write_reader:
                 await emit(session_message.message)
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(reader)
-        tasks.start_soon(writer)
-        yield read_stream, write_stream
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(reader)
+            tasks.start_soon(writer)
+            yield read_stream, write_stream
+    finally:
+        for fd in (in_fd, out_fd):
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, True)  # the description may be shared with our parent
 
 
 def _claim_stdio() -> tuple[int, int]:
@@ -122,9 +129,10 @@ def _claim_stdio() -> tuple[int, int]:
 
 
 def _pollable(fd: int) -> bool:
-    """Pipes, sockets and terminals can wait on the event loop; regular files cannot."""
+    """Pipes and sockets wait on the event loop. Not regular files (epoll refuses them),
+    nor terminals: O_NONBLOCK would reach the user's shell, which shares the terminal."""
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _shares_stderr(fd: int) -> bool:
