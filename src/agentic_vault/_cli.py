@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+from ._logging import LOG_LEVELS
 from ._version import __version__
 
 EXIT_USAGE = 2
@@ -84,7 +85,7 @@ def mcp_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
+        choices=LOG_LEVELS,
         help="diagnostic log level (default info; the per-call audit lines are always "
         "written) [env: VAULT_LOG_LEVEL]",
     )
@@ -152,7 +153,7 @@ def mcp_main(argv: Sequence[str] | None = None) -> None:
     environ = os.environ
     config = signer_config_from(args, environ)
     level = args.log_level or _env(environ, "VAULT_LOG_LEVEL") or "info"
-    if level not in ("debug", "info", "warning", "error"):
+    if level not in LOG_LEVELS:
         fail(f"VAULT_LOG_LEVEL: {level!r} is not one of debug, info, warning, error")
 
     from ._logging import configure_logging

@@ -51,17 +51,12 @@ class KmsClient:
         self,
         config: SignerConfig,
         session: boto3.session.Session | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self._given_session = session
         self._session: boto3.session.Session | None = session
         self._client: KMSClient | None = None
         self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
         self.key_arn: str | None = None
 
     # -- the calls ---------------------------------------------------------------------
@@ -108,12 +103,15 @@ class KmsClient:
         boto3 reads ``AWS_DEFAULT_REGION`` but not ``AWS_REGION``, which the other SDKs,
         Lambda and ECS set; the contract honours both, ``AWS_REGION`` first.
         """
-        explicit = self.config.region or os.environ.get("AWS_REGION") or None
+        explicit = self._explicit_region()
         if explicit:
             return explicit
         with self._lock:
             session = self._session
         return session.region_name if session is not None else None
+
+    def _explicit_region(self) -> str | None:
+        return self.config.region or os.environ.get("AWS_REGION") or None
 
     def credential_source(self) -> str | None:
         """The kind of credential source botocore used (``env``, ``sso``...), never a value."""
@@ -130,7 +128,7 @@ class KmsClient:
     # -- machinery ---------------------------------------------------------------------
 
     def _call(self, operation: str, call: Callable[[KMSClient], Any]) -> Any:
-        deadline = self._clock() + self.config.kms_timeout
+        deadline = time.monotonic() + self.config.kms_timeout
         per_attempt = self.config.connect_timeout + self.config.read_timeout
         attempt = 0
         while True:
@@ -144,7 +142,7 @@ class KmsClient:
                 if _is_missing_credentials(exc):
                     self._forget_client()
                 delay = backoff_delay(attempt)
-                if not retryable or self._clock() + delay + per_attempt > deadline:
+                if not retryable or time.monotonic() + delay + per_attempt > deadline:
                     logger.warning(
                         "KMS %s failed after %d attempt(s): %s", operation, attempt, error.code
                     )
@@ -156,7 +154,7 @@ class KmsClient:
                     _failure_name(exc),
                     delay * 1000,
                 )
-                self._sleep(delay)
+                time.sleep(delay)
 
     def _get_client(self) -> KMSClient:
         with self._lock:
@@ -168,7 +166,7 @@ class KmsClient:
         import boto3
         from botocore.config import Config
 
-        region = self.config.region or os.environ.get("AWS_REGION") or None
+        region = self._explicit_region()
         if self._session is None:
             self._session = boto3.session.Session(profile_name=self.config.profile)
         config = Config(

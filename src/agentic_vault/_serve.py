@@ -25,7 +25,7 @@ WRITE_GRACE = 0.1
 def serve_stdio(config: SignerConfig) -> int:
     """Serve MCP on stdin/stdout; returns the exit status."""
     signer = KmsSigner(config)
-    runner = ToolRunner(signer, config.max_concurrency)
+    runner = ToolRunner(signer)
     server = build_server(signer, runner)
 
     async def serve() -> None:

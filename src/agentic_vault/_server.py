@@ -274,9 +274,9 @@ class _ContractTool(Tool):
 class ToolRunner:
     """Runs tool calls in worker threads, writes the audit line, shapes the result."""
 
-    def __init__(self, signer: KmsSigner, max_concurrency: int) -> None:
+    def __init__(self, signer: KmsSigner) -> None:
         self.signer = signer
-        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.limiter = anyio.CapacityLimiter(signer.config.max_concurrency)
         self.call_timeout = signer.config.call_timeout
         self._running = 0
         self._answering = 0
@@ -382,7 +382,7 @@ def _error_result(error: VaultError) -> CallToolResult:
 
 def build_server(signer: KmsSigner, runner: ToolRunner | None = None) -> MCPServer:
     """The MCP server exposing ``signer`` through the contract's five tools."""
-    runner = runner or ToolRunner(signer, signer.config.max_concurrency)
+    runner = runner or ToolRunner(signer)
     tools = [_tool(spec, runner) for spec in TOOLS]
     return MCPServer(
         name="agentic-vault",

@@ -48,9 +48,6 @@ class KeyInfo:
 
     public_key: bytes
     address: str
-    key_arn: str | None
-    key_spec: str | None
-    key_usage: str | None
 
 
 def address_of(public_key: bytes) -> str:
@@ -91,7 +88,6 @@ class KmsSigner:
     def _fetch_key_info(self) -> KeyInfo:
         response = self.kms.get_public_key()
         usage = response.get("KeyUsage")
-        spec = response.get("KeySpec") or response.get("CustomerMasterKeySpec")
         if usage is not None and usage != REQUIRED_KEY_USAGE:
             raise KmsKeyInvalid(
                 f"KMS key {self.config.key_id} has key usage {usage}; agentic-vault needs "
@@ -99,13 +95,7 @@ class KmsSigner:
                 "and point --key-id at it."
             )
         public_key = decode_secp256k1_public_key(bytes(response["PublicKey"]))
-        return KeyInfo(
-            public_key=public_key,
-            address=address_of(public_key),
-            key_arn=self.kms.key_arn,
-            key_spec=spec,
-            key_usage=usage,
-        )
+        return KeyInfo(public_key=public_key, address=address_of(public_key))
 
     def pinned_key_info(self) -> KeyInfo:
         """``key_info()``, provided the address is the expected one (else ``AddressMismatch``).
