@@ -3,10 +3,12 @@
     VaultError                      (base; never raised itself)
     ├── InvalidInput                invalid_input     the caller's request is wrong
     ├── PolicyDenied                policy_denied     a signing policy refused the request
+    ├── ApprovalRequired            approval_required a person must approve it first
     ├── AddressMismatch             address_mismatch  the key is not the pinned address
     ├── KmsAccessDenied             kms_access_denied IAM or key policy refused the call
     ├── KmsKeyInvalid               kms_key_invalid   wrong spec/usage, disabled or missing key
     ├── KmsUnavailable              kms_unavailable   network, throttling, credentials
+    ├── StateUnavailable            state_unavailable the durable store cannot be written
     └── InternalError               internal          a bug or a corrupt KMS answer
         └── MalformedDer                              DER that is not what KMS sends
 
@@ -23,10 +25,12 @@ from typing import ClassVar, Literal
 ErrorCode = Literal[
     "invalid_input",
     "policy_denied",
+    "approval_required",
     "address_mismatch",
     "kms_access_denied",
     "kms_key_invalid",
     "kms_unavailable",
+    "state_unavailable",
     "internal",
 ]
 
@@ -52,6 +56,10 @@ class PolicyDenied(VaultError):
     code = "policy_denied"
 
 
+class ApprovalRequired(VaultError):
+    code = "approval_required"
+
+
 class AddressMismatch(VaultError):
     code = "address_mismatch"
 
@@ -66,6 +74,10 @@ class KmsKeyInvalid(VaultError):
 
 class KmsUnavailable(VaultError):
     code = "kms_unavailable"
+
+
+class StateUnavailable(VaultError):
+    code = "state_unavailable"
 
 
 class InternalError(VaultError):

@@ -1,0 +1,1 @@
+"""The ``agentic-vault`` subcommands, one module per group; ``_cli`` registers them."""

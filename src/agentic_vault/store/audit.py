@@ -1,0 +1,222 @@
+"""The audit trail: canonical JSON records in one hash chain.
+
+    record n:  {"seq": n, "prev_hash": hash(n-1), "time": …, "tool": …, "outcome": …, …}
+    hash(n) =  sha256(canonical JSON of record n)            hash(0) = "0" * 64
+
+Canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` in UTF-8: one text per record, so anyone can recompute
+a hash with any JSON library. Appends run inside the store's exclusive write
+transaction, so the chain is one line even with several servers on one
+PostgreSQL. ``audit_head`` keeps the last seq and hash beside the records:
+removing the newest records without also rewriting the head is caught, and a
+head printed earlier (``audit verify --head``) catches a tail removed with it.
+
+``verify`` names the first record that was altered, removed, reordered or
+inserted; ``export`` streams records in seq order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._backend import Connection
+from ._schema import GENESIS_HASH
+
+# Columns of `audit export --format csv`, the contract's list first.
+EXPORT_FIELDS = (
+    "seq",
+    "time",
+    "tool",
+    "outcome",
+    "digest",
+    "tx_hash",
+    "chain_id",
+    "to",
+    "rule",
+    "client",
+    "prev_hash",
+    "hash",
+    "kind",
+    "intent_seq",
+    "error_code",
+    "approval",
+    "policy_sha256",
+    "address",
+)
+_PAGE = 1000
+
+
+def canonical_json(record: dict[str, Any]) -> str:
+    """The one text of ``record`` that is hashed and stored."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def hash_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    hash: str
+    fields: dict[str, Any]  # the record as stored, with seq and prev_hash
+
+    def exported(self) -> dict[str, Any]:
+        return {**self.fields, "hash": self.hash}
+
+
+def append(connection: Connection, fields: dict[str, Any]) -> AuditRecord:
+    """Chain ``fields`` after the head; call only inside an exclusive write transaction."""
+    (head_seq, head_hash), *_ = connection.query("SELECT seq, hash FROM audit_head WHERE id = 1")
+    record = {**fields, "seq": int(head_seq) + 1, "prev_hash": head_hash}
+    text = canonical_json(record)
+    digest = hash_text(text)
+    connection.execute(
+        "INSERT INTO audit (seq, record, hash) VALUES (?, ?, ?)", (record["seq"], text, digest)
+    )
+    connection.execute(
+        "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (record["seq"], digest)
+    )
+    return AuditRecord(record["seq"], digest, record)
+
+
+def records(connection: Connection, after: int = 0) -> Iterator[AuditRecord]:
+    """Every record with seq > ``after``, in seq order, a page at a time."""
+    while True:
+        rows = connection.query(
+            "SELECT seq, record, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, _PAGE),
+        )
+        for seq, text, digest in rows:
+            yield AuditRecord(int(seq), str(digest), _parse(str(text)))
+            after = int(seq)
+        if len(rows) < _PAGE:
+            return
+
+
+def _parse(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"_unparsable": text}
+    return value if isinstance(value, dict) else {"_unparsable": text}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What ``audit verify`` found."""
+
+    ok: bool
+    count: int
+    head_seq: int
+    head_hash: str
+    problem: str | None = None
+    record: int | None = None  # the seq (position) of the first bad record
+
+    @property
+    def head(self) -> str:
+        """The head as ``audit verify`` prints it and ``--head`` takes it back."""
+        return f"{self.head_seq}:{self.head_hash}"
+
+
+def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
+    """Recompute the chain; the first record that breaks it is named."""
+    previous_hash = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    rows_seen: dict[int, str] = {}
+    want_seq, want_hash = _parse_head(expected_head)
+    after = 0
+    while True:
+        rows = connection.query(
+            "SELECT seq, record, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, _PAGE),
+        )
+        for seq_value, text_value, stored_value in rows:
+            seq, text, stored = int(seq_value), str(text_value), str(stored_value)
+            after = seq
+            problem = _check_record(seq, text, stored, expected_seq, previous_hash)
+            if problem is not None:
+                return Verdict(False, count, expected_seq - 1, previous_hash, problem, seq)
+            if want_hash is not None and (stored == want_hash or seq == want_seq):
+                rows_seen[seq] = stored
+            previous_hash = stored
+            expected_seq += 1
+            count += 1
+        if len(rows) < _PAGE:
+            break
+    head_seq, head_hash = count, previous_hash
+    (stored_seq, stored_hash), *_ = connection.query(
+        "SELECT seq, hash FROM audit_head WHERE id = 1"
+    )
+    if int(stored_seq) != head_seq or stored_hash != head_hash:
+        return Verdict(
+            False,
+            count,
+            head_seq,
+            head_hash,
+            f"the trail ends at record {head_seq}, but the store's head is record "
+            f"{stored_seq} ({stored_hash}): records after {head_seq} were removed.",
+            head_seq + 1,
+        )
+    if want_hash is not None and want_hash not in rows_seen.values():
+        where = f"record {want_seq}" if want_seq is not None else "a record"
+        return Verdict(
+            False,
+            count,
+            head_seq,
+            head_hash,
+            f"the head printed earlier ({where}, {want_hash}) is not in the trail, which now "
+            f"ends at record {head_seq}: the tail was truncated or rewritten.",
+            want_seq if want_seq is not None else head_seq + 1,
+        )
+    return Verdict(True, count, head_seq, head_hash)
+
+
+def _check_record(
+    seq: int, text: str, stored: str, expected_seq: int, previous_hash: str
+) -> str | None:
+    if seq != expected_seq:
+        if seq > expected_seq:
+            missing = (
+                f"record {expected_seq}"
+                if seq == expected_seq + 1
+                else f"records {expected_seq}-{seq - 1}"
+            )
+            return f"{missing} were removed: the trail jumps from {expected_seq - 1} to {seq}."
+        return f"record {seq} appears twice."
+    fields = _parse(text)
+    if "_unparsable" in fields or canonical_json(fields) != text:
+        return f"record {seq} was altered: it is not the canonical JSON that was written."
+    if hash_text(text) != stored:
+        return f"record {seq} was altered: its content does not match its hash."
+    if fields.get("seq") != seq:
+        return (
+            f"record {seq} holds the content of record {fields.get('seq')}: records were "
+            "reordered or replaced."
+        )
+    if fields.get("prev_hash") != previous_hash:
+        return (
+            f"record {seq} does not follow record {seq - 1} (its prev_hash differs): a record "
+            "before it was removed, inserted or swapped."
+        )
+    return None
+
+
+def _parse_head(head: str | None) -> tuple[int | None, str | None]:
+    """``SEQ:HASH`` or ``HASH`` (as ``audit verify`` printed it)."""
+    if head is None:
+        return None, None
+    seq_text, _, digest = head.strip().rpartition(":")
+    digest = digest.lower().removeprefix("0x")
+    seq = int(seq_text) if seq_text.isdigit() else None
+    return seq, digest
+
+
+def head(connection: Connection) -> tuple[int, str]:
+    (seq, digest), *_ = connection.query("SELECT seq, hash FROM audit_head WHERE id = 1")
+    return int(seq), str(digest)
