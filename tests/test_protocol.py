@@ -116,7 +116,6 @@ def _tool_error(answer: dict[str, Any]) -> str:
 def test_lines_that_are_not_json_rpc_get_json_rpc_errors(server: RawServer) -> None:
     for line, code, request_id in [
         (b"this is not json", -32700, None),
-        (b"[1, 2, 3]", -32600, None),
         (b'{"hello": "world"}', -32600, None),
         # Broken JSON whose id can still be read: answering that id frees the waiting caller.
         (b'{"jsonrpc": "2.0", "id": 7, "method": ', -32700, 7),
@@ -126,6 +125,12 @@ def test_lines_that_are_not_json_rpc_get_json_rpc_errors(server: RawServer) -> N
         assert answer["id"] == request_id
         assert answer["error"]["code"] == code, (line, answer)
         _still_serving(server)
+    # A batch: one error per element, as JSON-RPC 2.0's own example answers [1, 2, 3].
+    server.send(b"[1, 2, 3]")
+    answer = server.receive()
+    assert isinstance(answer, list) and len(answer) == 3
+    assert all(item["id"] is None and item["error"]["code"] == -32600 for item in answer)
+    _still_serving(server)
     # A structurally wrong message that carries an id is answered with that id.
     server.send(b'{"jsonrpc": "1.0", "id": 42, "method": "tools/list"}')
     answer = server.receive()

@@ -49,13 +49,22 @@ def _env(environ: Mapping[str, str], *names: str) -> str | None:
 
 
 def mcp_parser() -> argparse.ArgumentParser:
-    from ._config import DEFAULT_KMS_TIMEOUT
-
     parser = _OneLineParser(
         prog="agentic-vault-mcp",
         description=MCP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_signer_options(parser)
+    add_vault_options(parser)
+    add_log_option(parser)
+    parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
+    return parser
+
+
+def add_signer_options(parser: argparse.ArgumentParser) -> None:
+    """Which key, where, and how long KMS may take: the server's and the shell's flags."""
+    from ._config import DEFAULT_KMS_TIMEOUT
+
     parser.add_argument(
         "--key-id",
         metavar="ID",
@@ -83,14 +92,35 @@ def mcp_parser() -> argparse.ArgumentParser:
         help="longest time one KMS operation may take, retries included "
         f"(default {DEFAULT_KMS_TIMEOUT:g}) [env: VAULT_KMS_TIMEOUT]",
     )
+
+
+def add_vault_options(parser: argparse.ArgumentParser) -> None:
+    """The policy, the store and approvals: everything around the signer."""
+    from .commands._state import add_state_options
+
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the policy every signature must pass (TOML; see docs/policy.md). Without "
+        "one, every well-formed request is signed [env: VAULT_POLICY]",
+    )
+    add_state_options(parser)
+    parser.add_argument(
+        "--approval-ttl",
+        metavar="SECONDS",
+        type=float,
+        help="how long a request waits for a person's approval (default 900) "
+        "[env: VAULT_APPROVAL_TTL]",
+    )
+
+
+def add_log_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         help="diagnostic log level (default info; the per-call audit lines are always "
         "written) [env: VAULT_LOG_LEVEL]",
     )
-    parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
-    return parser
 
 
 _FLAG_OF = {
@@ -102,7 +132,9 @@ _FLAG_OF = {
 }
 
 
-def signer_config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+def signer_config_from(
+    args: argparse.Namespace, environ: Mapping[str, str], prog: str = "agentic-vault-mcp"
+) -> Any:
     """Flags first, then the environment; a bad value ends the program (exit 2)."""
     from pydantic import ValidationError
 
@@ -112,7 +144,8 @@ def signer_config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     if not key_id:
         fail(
             "no KMS key given: pass --key-id ID or set VAULT_KEY_ID (a key id, key ARN, "
-            "alias/NAME or alias ARN)"
+            "alias/NAME or alias ARN)",
+            prog,
         )
     fields: dict[str, Any] = {"key_id": key_id}
     explicit_region = args.region or _env(environ, "VAULT_REGION")
@@ -140,8 +173,54 @@ def signer_config_from(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         name = str(problem["loc"][0]) if problem["loc"] else ""
         message = problem["msg"].removeprefix("Value error, ")
         flag = _FLAG_OF.get(name, "configuration")
-        fail(f"{flag}: {message}")
+        fail(f"{flag}: {message}", prog)
     return config
+
+
+def settings_from(
+    args: argparse.Namespace, environ: Mapping[str, str], prog: str = "agentic-vault-mcp"
+) -> Any:
+    """The vault's settings from flags, then the environment; bad ones end the program (exit 2).
+
+    The policy file is loaded here too, so that a bad one is one line and exit 2.
+    """
+    from pydantic import ValidationError
+
+    from ._settings import VaultSettings
+    from .commands._state import state_location
+
+    fields: dict[str, Any] = {"signer": signer_config_from(args, environ, prog)}
+    policy = args.policy or _env(environ, "VAULT_POLICY")
+    if policy:
+        fields["policy"] = policy
+    fields["state_dir"], fields["state_url"] = state_location(args, environ)
+    ttl = (
+        args.approval_ttl if args.approval_ttl is not None else _env(environ, "VAULT_APPROVAL_TTL")
+    )
+    if ttl is not None:
+        fields["approval_ttl"] = ttl
+    try:
+        settings = VaultSettings(**fields)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        name = str(problem["loc"][0]) if problem["loc"] else "configuration"
+        flag = {"approval_ttl": "--approval-ttl/VAULT_APPROVAL_TTL"}.get(name, name)
+        fail(f"{flag}: {problem['msg'].removeprefix('Value error, ')}", prog)
+    if settings.policy is not None:
+        from .policy import PolicyFileError, load_policy_file
+
+        try:
+            load_policy_file(settings.policy)
+        except PolicyFileError as exc:
+            fail(f"--policy/VAULT_POLICY: {exc}", prog)
+    return settings
+
+
+def log_level_from(args: argparse.Namespace, environ: Mapping[str, str], prog: str) -> str:
+    level = getattr(args, "log_level", None) or _env(environ, "VAULT_LOG_LEVEL") or "info"
+    if level not in LOG_LEVELS:
+        fail(f"VAULT_LOG_LEVEL: {level!r} is not one of debug, info, warning, error", prog)
+    return str(level)
 
 
 def mcp_main(argv: Sequence[str] | None = None) -> None:
@@ -151,16 +230,14 @@ def mcp_main(argv: Sequence[str] | None = None) -> None:
         signal.signal(signum, _exit_quietly)
     args = mcp_parser().parse_args(argv)
     environ = os.environ
-    config = signer_config_from(args, environ)
-    level = args.log_level or _env(environ, "VAULT_LOG_LEVEL") or "info"
-    if level not in LOG_LEVELS:
-        fail(f"VAULT_LOG_LEVEL: {level!r} is not one of debug, info, warning, error")
+    settings = settings_from(args, environ)
+    level = log_level_from(args, environ, "agentic-vault-mcp")
 
     from ._logging import configure_logging
     from ._serve import serve_stdio
 
     configure_logging(level)
-    raise SystemExit(serve_stdio(config))
+    raise SystemExit(serve_stdio(settings))
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -168,13 +245,31 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``agentic-vault``: development helpers."""
+    """Entry point of ``agentic-vault``: the operator's and developer's commands."""
     parser = _OneLineParser(
         prog="agentic-vault",
-        description="agentic-vault development tools. The MCP server is agentic-vault-mcp.",
+        description="agentic-vault's commands for operators: the tools from a shell, the "
+        "audit trail, approvals, and a local KMS for development. The MCP server is "
+        "agentic-vault-mcp.",
     )
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .commands import approvals, sign
+
+    sign.add_commands(commands)
+    approvals.add_commands(commands)
+    _add_local_kms(commands)
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    raise SystemExit(run(args))
+
+
+def _add_local_kms(commands: Any) -> None:
+    from ._local_kms import DEFAULT_PORT
+
     local = commands.add_parser(
         "local-kms",
         help="run a local KMS emulator with a signing key (development only)",
@@ -183,8 +278,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "it. FOR DEVELOPMENT ONLY: keys live unprotected in memory and vanish on exit. "
         "Needs the `local` extra: pip install 'agentic-vault[local]'.",
     )
-    from ._local_kms import DEFAULT_PORT
-
     local.add_argument(
         "--port",
         type=int,
@@ -198,10 +291,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MS",
         help="add this much latency to every Sign, to imitate a remote KMS (default 0)",
     )
-    args = parser.parse_args(argv)
-    if args.command != "local-kms":
-        parser.print_help(sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-    from ._local_kms import run_local_kms
 
-    raise SystemExit(run_local_kms(args.port, args.sign_latency_ms / 1000))
+    def run(args: argparse.Namespace) -> int:
+        from ._local_kms import run_local_kms
+
+        return run_local_kms(args.port, args.sign_latency_ms / 1000)
+
+    local.set_defaults(run=run)

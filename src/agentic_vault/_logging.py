@@ -32,6 +32,12 @@ LOG_FIELDS = (
     "region",
     "profile",
     "expected_address",
+    "client",
+    "rule",
+    "approval",
+    "signed",
+    "delivered",
+    "state",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -1,56 +1,66 @@
-"""The MCP server: five tools, each a thin adapter over the signer.
+"""The MCP server: five tools, each a thin adapter over the vault.
 
-    tools/call ─▶ _ContractTool.run ─▶ worker thread: validate → signer → result model
-                                                        │
-               ◀── CallToolResult (structured + JSON text, or isError "code: …") ◀─ audit line
+    tools/call ─▶ _ContractTool.run ─▶ ToolRunner.call
+        worker: validate → Subject → vault.prepare (policy)       ─┐
+        event loop: a person, if the policy asks (elicitation)      │ one call,
+        worker: vault.execute (reserve, record, kms:Sign, record) ─┘ one audit line
+      ◀── CallToolResult (structured + JSON text, or isError "code: …")
 
 The SDK validates tool arguments itself and words failures its own way; the
 contract wants our error codes and refuses unknown arguments (which the SDK
 drops), so each tool validates with its own pydantic model instead, and the
-SDK only sees a tool that takes whatever it is given. Blocking KMS calls run
-in worker threads under our own capacity limiter (the SDK's default pool runs
-40 at a time), so concurrent calls are served concurrently.
+SDK only sees a tool that takes whatever it is given.
+
+Blocking work runs on a fixed pool of ``max_concurrency`` threads: a thread
+is a call's slot until its work ends, whatever the caller does (cancels, or
+is answered by the watchdog), so threads never exceed the limit. A call
+cancelled before its work starts never runs; one cancelled in flight stops
+before ``kms:Sign`` if it has not reached it, and its audit line says what
+became of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from ._errors import InternalError, KmsUnavailable, VaultError
+from ._errors import InternalError, InvalidInput, KmsUnavailable, VaultError
 from ._fields import StrictModel, invalid_input_from
 from ._logging import audit
-from ._message import MAX_MESSAGE_BYTES, PersonalMessage
+from ._message import MAX_MESSAGE_BYTES
 from ._results import AddressResult, HealthReport, SignedMessage, SignedTransaction
-from ._signer import KmsSigner, prepare_transaction
 from ._transaction import TransactionRequest
-from ._typed_data import MAX_TYPED_DATA_BYTES, parse_typed_data
+from ._typed_data import MAX_TYPED_DATA_BYTES
+from ._vault import Call, CallCancelled, Prepared, Subject, Vault
 from ._version import __version__
 
 logger = logging.getLogger("agentic_vault.server")
+T = TypeVar("T")
 
 INSTRUCTIONS = """\
 agentic-vault signs Ethereum data with a key held in AWS KMS; the key never leaves KMS.
 Call get_address for the wallet address. sign_transaction returns a signed raw transaction
 (broadcast it yourself with eth_sendRawTransaction: this server has no RPC and sends
 nothing); sign_typed_data signs EIP-712 (eth_signTypedData_v4); sign_message signs EIP-191
-personal_sign messages. health_check explains configuration problems. Errors start with
-a code (invalid_input, policy_denied, address_mismatch, kms_access_denied, kms_key_invalid,
-kms_unavailable, internal), then say what to fix. Amounts are in wei."""
+personal_sign messages. A policy may limit what is signed: a refusal says which rule
+refused and what would pass; some requests need a person's approval first. health_check
+explains configuration problems. Errors start with a code (invalid_input, policy_denied,
+approval_required, address_mismatch, kms_access_denied, kms_key_invalid, kms_unavailable,
+state_unavailable, internal), then say what to fix. Amounts are in wei."""
 
 
 # -- argument models (their JSON schemas are the tools' input schemas) --------------------
@@ -97,21 +107,6 @@ class SignMessageArguments(StrictModel):
 # -- the tools --------------------------------------------------------------------------
 
 
-@dataclass
-class CallRecord:
-    """What the audit line says about one call; filled in as it becomes known."""
-
-    tool: str
-    address: str | None = None
-    digest: str | None = None
-    tx_hash: str | None = None
-    chain_id: int | None = None
-    to: str | None = None
-
-
-Handler = Callable[[KmsSigner, Any, CallRecord], BaseModel]
-
-
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
@@ -119,53 +114,9 @@ class ToolSpec:
     description: str
     arguments: type[BaseModel]
     result: type[BaseModel]
-    handler: Handler
+    # What will be signed, from the validated arguments; None for the tools that only read.
+    subject: Callable[[Any], Subject] | None
     read_only: bool
-
-
-def _get_address(signer: KmsSigner, _: NoArguments, record: CallRecord) -> AddressResult:
-    info = signer.pinned_key_info()
-    record.address = info.address
-    return AddressResult(address=info.address)
-
-
-def _sign_transaction(
-    signer: KmsSigner, args: SignTransactionArguments, record: CallRecord
-) -> SignedTransaction:
-    unsigned = prepare_transaction(args.transaction)
-    record.digest = "0x" + unsigned.digest.hex()
-    record.chain_id = args.transaction.chain_id
-    record.to = args.transaction.to
-    signed = signer.sign_transaction(unsigned)
-    record.tx_hash = signed.hash
-    record.address = signed.from_
-    return signed
-
-
-def _sign_typed_data(
-    signer: KmsSigner, args: SignTypedDataArguments, record: CallRecord
-) -> SignedMessage:
-    payload = parse_typed_data(args.typed_data, "typed_data")
-    record.digest = "0x" + payload.digest.hex()
-    record.chain_id = payload.chain_id
-    record.to = payload.verifying_contract
-    signed = signer.sign_typed_data(payload)
-    record.address = signer.address
-    return signed
-
-
-def _sign_message(
-    signer: KmsSigner, args: SignMessageArguments, record: CallRecord
-) -> SignedMessage:
-    message = PersonalMessage.parse(args.message, args.encoding, "message")
-    record.digest = "0x" + message.digest.hex()
-    signed = signer.sign_message(message)
-    record.address = signer.address
-    return signed
-
-
-def _health_check(signer: KmsSigner, _: NoArguments, record: CallRecord) -> HealthReport:
-    return signer.health()
 
 
 TOOLS = (
@@ -179,7 +130,7 @@ TOOLS = (
         ),
         arguments=NoArguments,
         result=AddressResult,
-        handler=_get_address,
+        subject=None,
         read_only=True,
     ),
     ToolSpec(
@@ -200,7 +151,7 @@ TOOLS = (
         ),
         arguments=SignTransactionArguments,
         result=SignedTransaction,
-        handler=_sign_transaction,
+        subject=lambda a: Subject.of_transaction(a.transaction),
         read_only=False,
     ),
     ToolSpec(
@@ -218,7 +169,7 @@ TOOLS = (
         ),
         arguments=SignTypedDataArguments,
         result=SignedMessage,
-        handler=_sign_typed_data,
+        subject=lambda a: Subject.of_typed_data(a.typed_data),
         read_only=False,
     ),
     ToolSpec(
@@ -233,7 +184,7 @@ TOOLS = (
         ),
         arguments=SignMessageArguments,
         result=SignedMessage,
-        handler=_sign_message,
+        subject=lambda a: Subject.of_message(a.message, a.encoding),
         read_only=False,
     ),
     ToolSpec(
@@ -247,10 +198,15 @@ TOOLS = (
         ),
         arguments=NoArguments,
         result=HealthReport,
-        handler=_health_check,
+        subject=None,
         read_only=True,
     ),
 )
+
+
+# -- plumbing -----------------------------------------------------------------------------
+
+TOOL_NAMES = tuple(spec.name for spec in TOOLS)
 
 
 # -- plumbing -----------------------------------------------------------------------------
@@ -268,86 +224,149 @@ class _ContractTool(Tool):
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
     ) -> Any:
-        return await self.fn(arguments)
+        return await self.fn(arguments, context)
 
 
 class ToolRunner:
-    """Runs tool calls in worker threads, writes the audit line, shapes the result."""
+    """Runs tool calls through the vault on a fixed thread pool; one audit line per call."""
 
-    def __init__(self, signer: KmsSigner) -> None:
-        self.signer = signer
-        self.limiter = anyio.CapacityLimiter(signer.config.max_concurrency)
-        self.call_timeout = signer.config.call_timeout
-        self._running = 0
+    def __init__(self, vault: Vault) -> None:
+        config = vault.signer.config
+        self.vault = vault
+        self.call_timeout = config.call_timeout
+        self.pool = ThreadPoolExecutor(
+            max_workers=config.max_concurrency, thread_name_prefix="agentic-vault-call"
+        )
+        self.stopping: str | None = None
         self._answering = 0
-        self._lock = threading.Lock()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
-        """Calls not yet answered: running in a worker thread (abandoned ones too) or returning."""
-        return self._running + self._answering
+        """Calls not yet answered, and work still running for calls already answered."""
+        return self._answering + self._busy
 
-    async def call(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
+    async def call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
+        call = Call(spec.name, client_name(context))
+        started = time.perf_counter()
         self._answering += 1
         try:
-            return await self._call_with_watchdog(spec, arguments)
-        finally:
-            self._answering -= 1
-
-    async def _call_with_watchdog(
-        self, spec: ToolSpec, arguments: dict[str, Any]
-    ) -> CallToolResult:
-        with anyio.move_on_after(self.call_timeout):
-            return await anyio.to_thread.run_sync(
-                partial(self._call_sync, spec, arguments),
-                limiter=self.limiter,
-                abandon_on_cancel=True,
-            )
-        # The thread runs on and writes its own audit line when it ends.
-        logger.error("tool %s abandoned after %.0f s", spec.name, self.call_timeout)
-        return _error_result(
-            KmsUnavailable(
-                f"{spec.name} got no answer within {self.call_timeout:g} s and was abandoned; "
-                "nothing was returned. Something outside the network timeouts hangs: most "
-                "often a credential_process helper that never exits, or DNS. Run the "
-                "profile's credential_process by hand, and check name resolution."
-            )
-        )
-
-    def _call_sync(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
-        with self._lock:
-            self._running += 1
-        try:
-            return self._call_and_audit(spec, arguments)
-        finally:
-            with self._lock:
-                self._running -= 1
-
-    def _call_and_audit(self, spec: ToolSpec, arguments: dict[str, Any]) -> CallToolResult:
-        record = CallRecord(tool=spec.name)
-        started = time.perf_counter()
-        try:
-            try:
-                args = spec.arguments.model_validate(arguments)
-            except ValidationError as exc:
-                raise invalid_input_from(exc, root="") from None
-            result = spec.handler(self.signer, args, record)
+            if self.stopping is not None:
+                raise KmsUnavailable(
+                    f"the server is stopping ({self.stopping}) and takes no new calls; nothing "
+                    "was signed. Send the request again once it has restarted."
+                )
+            result = await self._run(spec, arguments, call, context)
         except VaultError as error:
-            self._audit(record, started, error)
+            self._audit(call, started, error)
             return _error_result(error)
+        except CallCancelled:
+            # Cancelled between its steps: the caller is gone, nothing to answer.
+            self._audit(call, started, None, "cancelled")
+            raise anyio.get_cancelled_exc_class()() from None
+        except anyio.get_cancelled_exc_class():
+            call.cancelled.set()
+            self._audit(call, started, None, "cancelled")
+            raise
         except Exception:
             logger.exception("tool %s failed unexpectedly", spec.name)
             bug = InternalError(
                 f"{spec.name} failed unexpectedly; nothing was signed. The server log has the "
                 "details; please report it."
             )
-            self._audit(record, started, bug)
+            self._audit(call, started, bug)
             return _error_result(bug)
-        self._audit(record, started, None)
+        finally:
+            self._answering -= 1
+        if not isinstance(result, BaseModel):
+            return result  # the question of an elicitation (2026-07-28): no audit line yet
+        self._audit(call, started, None)
         structured = result.model_dump(mode="json", by_alias=True)
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(structured))],
             structured_content=structured,
+        )
+
+    async def _run(
+        self, spec: ToolSpec, arguments: dict[str, Any], call: Call, context: Any
+    ) -> Any:
+        args = await self.in_worker(call, lambda: _validate(spec, arguments))
+        make_subject = spec.subject
+        if make_subject is None:
+            if spec.name == "health_check":
+                return await self.in_worker(call, self.vault.health)
+            return await self.in_worker(call, lambda: self.vault.address(call))
+        prepared: Prepared = await self.in_worker(
+            call, lambda: self.vault.prepare(make_subject(args), call)
+        )
+        approval_id = None
+        if prepared.needs_approval and self._elicitable(context):
+            from .approval import elicitation
+
+            asked = await elicitation.ask(
+                self.vault, prepared, call, context, lambda work: self.in_worker(call, work)
+            )
+            if not isinstance(asked, str):
+                return asked
+            approval_id = asked
+        return await self.in_worker(call, lambda: self.vault.execute(prepared, call, approval_id))
+
+    def _elicitable(self, context: Any) -> bool:
+        from .approval.elicitation import can_elicit
+
+        loaded = self.vault.guard.loaded
+        approval_rules = getattr(getattr(loaded, "policy", None), "approval", None)
+        if getattr(approval_rules, "out_of_band", False):
+            return False
+        return can_elicit(context)
+
+    async def in_worker(self, call: Call, work: Callable[[], T]) -> T:
+        """``work()`` on a pool thread; the watchdog answers after ``call_timeout``."""
+        future = self.pool.submit(self._work, call, work)
+        try:
+            with anyio.fail_after(self.call_timeout):
+                return await asyncio.wrap_future(future)
+        except TimeoutError:
+            call.cancelled.set()
+            future.add_done_callback(lambda _: self._late_line(call))
+            logger.error("tool %s abandoned after %.0f s", call.tool, self.call_timeout)
+            raise KmsUnavailable(
+                f"{call.tool} got no answer within {self.call_timeout:g} s and was abandoned; "
+                "nothing was returned, and it will not be signed if it has not been already "
+                "(the audit log says which). Something outside the network timeouts hangs: "
+                "most often a credential_process helper that never exits, or DNS. Run the "
+                "profile's credential_process by hand, check name resolution, and run "
+                "`agentic-vault doctor`."
+            ) from None
+        except anyio.get_cancelled_exc_class():
+            call.cancelled.set()
+            if not future.cancel():
+                future.add_done_callback(lambda _: self._late_line(call))
+            raise
+
+    def _work(self, call: Call, work: Callable[[], T]) -> T:
+        if call.cancelled.is_set():
+            raise CallCancelled  # cancelled while it waited for a thread: never run
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return work()
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def _late_line(self, call: Call) -> None:
+        """The audit line of work that ended after its call was answered or cancelled."""
+        audit(
+            "abandoned call finished",
+            tool=call.tool,
+            client=call.client,
+            outcome="cancelled",
+            signed=_signed(call),
+            digest=call.record.digest,
+            tx_hash=call.record.tx_hash,
+            delivered=False,
         )
 
     def audit_refusal(self, tool: str | None, text: str) -> None:
@@ -360,12 +379,17 @@ class ToolRunner:
             error=text.removeprefix("invalid_input: "),
         )
 
-    def _audit(self, record: CallRecord, started: float, error: VaultError | None) -> None:
+    def _audit(
+        self, call: Call, started: float, error: VaultError | None, outcome: str | None = None
+    ) -> None:
+        record = call.record
         audit(
             "tool call",
             tool=record.tool,
+            client=record.client,
             address=record.address,
-            outcome="error" if error else "ok",
+            outcome=outcome or ("error" if error else "ok"),
+            signed=_signed(call),
             error_code=error.code if error else None,
             error=error.message if error else None,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -373,29 +397,85 @@ class ToolRunner:
             tx_hash=record.tx_hash,
             chain_id=record.chain_id,
             to=record.to,
+            rule=record.rule,
+            approval=record.approval,
+            delivered=False if call.cancelled.is_set() else None,
         )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _signed(call: Call) -> bool | None:
+    """Whether a signature was made, for the signing tools (None: not known or not signing)."""
+    outcome = call.record.outcome
+    if outcome is None:
+        return None
+    return outcome in ("signed", "cancelled_after_signing")
+
+
+def client_name(context: Any) -> str:
+    """Who is calling, for the audit trail: the HTTP token's name, else the stdio client's."""
+    request_context = getattr(context, "request_context", None)
+    request = getattr(request_context, "request", None)
+    if request is not None:
+        name = getattr(getattr(request, "state", None), "token_name", None)
+        if name:
+            return f"http:{name}"
+    session = getattr(context, "session", None)
+    params = getattr(session, "client_params", None)
+    info = getattr(params, "client_info", None)
+    name = getattr(info, "name", None)
+    return f"stdio:{name}" if isinstance(name, str) and name else "stdio"
+
+
+def _validate(spec: ToolSpec, arguments: dict[str, Any]) -> BaseModel:
+    try:
+        return spec.arguments.model_validate(arguments)
+    except ValidationError as exc:
+        raise invalid_input_from(exc, root="") from None
 
 
 def _error_result(error: VaultError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=str(error))], is_error=True)
 
 
-def build_server(signer: KmsSigner, runner: ToolRunner | None = None) -> MCPServer:
-    """The MCP server exposing ``signer`` through the contract's five tools."""
-    runner = runner or ToolRunner(signer)
-    tools = [_tool(spec, runner) for spec in TOOLS]
-    return MCPServer(
+def unknown_tool(name: object) -> InvalidInput:
+    return InvalidInput(
+        f"name: there is no tool {name!r}; this server has {', '.join(TOOL_NAMES)}."
+    )
+
+
+class _VaultServer(MCPServer):
+    """The SDK's server, with an unknown tool refused in the contract's words."""
+
+    runner: ToolRunner
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if name not in TOOL_NAMES:
+            error = unknown_tool(name)
+            self.runner.audit_refusal(name if isinstance(name, str) else None, str(error))
+            return _error_result(error)
+        return await super().call_tool(name, arguments, context)
+
+
+def build_server(vault: Vault, runner: ToolRunner | None = None) -> MCPServer:
+    """The MCP server exposing ``vault`` through the contract's five tools."""
+    runner = runner or ToolRunner(vault)
+    server = _VaultServer(
         name="agentic-vault",
         title="agentic-vault",
         version=__version__,
         instructions=INSTRUCTIONS,
-        tools=tools,
+        tools=[_tool(spec, runner) for spec in TOOLS],
     )
+    server.runner = runner
+    return server
 
 
 def _tool(spec: ToolSpec, runner: ToolRunner) -> Tool:
-    async def call(arguments: dict[str, Any]) -> CallToolResult:
-        return await runner.call(spec, arguments)
+    async def call(arguments: dict[str, Any], context: Any) -> Any:
+        return await runner.call(spec, arguments, context)
 
     annotations = ToolAnnotations(
         title=spec.title,
