@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import SignerConfig
 from ._kms_errors import KmsCallContext, classify, is_sdk_failure
+from ._redact import without_secrets
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class KmsClient:
                     logger.warning(
                         "KMS %s failed after %d attempt(s): %s", operation, attempt, error.code
                     )
-                    raise error from exc
+                    raise without_secrets(error) from exc
                 logger.info(
                     "KMS %s attempt %d failed (%s); retrying in %.0f ms",
                     operation,
