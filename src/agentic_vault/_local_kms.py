@@ -47,12 +47,15 @@ class EmulatorControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self.key_ids: dict[str, list[str]] = {}  # operation -> the KeyId of each request
         self.digest_corrections = 0
         self.latency: dict[str, float] = {}
 
-    def record(self, operation: str) -> None:
+    def record(self, operation: str, key_id: str | None = None) -> None:
         with self._lock:
             self.calls[operation] += 1
+            if key_id is not None:
+                self.key_ids.setdefault(operation, []).append(key_id)
         delay = self.latency.get(operation, 0.0)
         if delay:
             time.sleep(delay)
@@ -64,6 +67,7 @@ class EmulatorControl:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.key_ids = {}
             self.digest_corrections = 0
             self.latency = {}
 
@@ -90,21 +94,21 @@ def install_corrections() -> None:
         )
 
         def sign(self: Any) -> str:
-            CONTROL.record("Sign")
+            CONTROL.record("Sign", self._get_param("KeyId"))
             key = _usable_key(self)
             if self._get_param("MessageType") != "DIGEST":
                 return MOTO_HANDLERS["Sign"](self)
             return _sign_digest_as_given(self, key)
 
         def get_public_key(self: Any) -> str:
-            CONTROL.record("GetPublicKey")
+            CONTROL.record("GetPublicKey", self._get_param("KeyId"))
             key = _usable_key(self)
             answer = json.loads(MOTO_HANDLERS["GetPublicKey"](self))
             answer["KeyId"] = key.arn
             return json.dumps(answer)
 
         def describe_key(self: Any) -> str:
-            CONTROL.record("DescribeKey")
+            CONTROL.record("DescribeKey", self._get_param("KeyId"))
             return MOTO_HANDLERS["DescribeKey"](self)
 
         KmsResponse.sign = sign  # type: ignore[method-assign]
