@@ -217,7 +217,7 @@ class KmsSigner:
         key_problems = _key_metadata_problems(self.config.key_id, metadata)
         info = self._key_info
         if info is None and not problems and not key_problems:
-            # Only a usable key is worth a GetPublicKey; its problems are already listed.
+            # Only a usable key is worth a GetPublicKey; its problems are listed below.
             try:
                 info = self.key_info()
             except VaultError as exc:
