@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO, Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from .mcp_helpers import CLI, SERVER
+from .mcp_helpers import CLI, SERVER, mcp_client, text_of
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +42,11 @@ anyio.run(main)
 """
 
 
-def _start_local_kms(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+def _start_local_kms(
+    *args: str, stderr: IO[str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     process = subprocess.Popen(
-        [CLI, "local-kms", "--port", "0", *args], stdout=subprocess.PIPE, text=True
+        [CLI, "local-kms", "--port", "0", *args], stdout=subprocess.PIPE, stderr=stderr, text=True
     )
     assert process.stdout is not None
     lines = []
@@ -95,6 +104,123 @@ def test_local_kms_refuses_a_busy_port_in_one_line() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _exports(lines: list[str]) -> dict[str, str]:
+    """The ``export NAME=VALUE`` lines, as a mapping."""
+    exported = (line.removeprefix("export ") for line in lines if line.startswith("export "))
+    return dict(assignment.split("=", 1) for assignment in exported)
+
+
+def test_the_printed_env_block_is_json_with_the_exported_variables() -> None:
+    process, lines = _start_local_kms()
+    try:
+        opening = next(i for i, line in enumerate(lines) if line.startswith(": <<'"))
+        marker = lines[opening].split("'")[1]
+        closing = lines.index(marker, opening + 1)
+        block = "\n".join(lines[opening + 1 : closing])
+        assert block.startswith('"env": {')
+        # What a user copies into a client's server entry.
+        env = json.loads("{" + block + "}")["env"]
+        assert env == _exports(lines)
+        assert env["VAULT_KEY_ID"] == "alias/agentic-vault-dev"
+        assert env["AWS_ENDPOINT_URL_KMS"].startswith("http://127.0.0.1:")
+        assert opening > max(i for i, line in enumerate(lines) if line.startswith("export "))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _client(endpoint: str, region: str) -> Any:
+    return boto3.session.Session().client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="local-dev-placeholder",
+        aws_secret_access_key="local-dev-placeholder",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+OPERATIONS: list[tuple[str, dict[str, Any]]] = [
+    ("describe_key", {"KeyId": "alias/agentic-vault-dev"}),
+    (
+        "sign",
+        {
+            "KeyId": "alias/agentic-vault-dev",
+            "Message": b"\x01" * 32,
+            "MessageType": "DIGEST",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        },
+    ),
+    ("list_keys", {}),
+]
+
+
+@pytest.mark.anyio
+async def test_a_mistyped_region_gets_kms_s_answer_and_one_log_line(tmp_path: Path) -> None:
+    log = tmp_path / "local-kms.stderr"
+    with open(log, "w") as stderr:
+        process, lines = _start_local_kms(stderr=stderr)
+    try:
+        exported = _exports(lines)
+        endpoint = exported["AWS_ENDPOINT_URL_KMS"]
+        refused = 0
+        for region in ("us-east-1x", "eu-west-9"):
+            kms = _client(endpoint, region)
+            for operation, arguments in OPERATIONS:
+                with pytest.raises(ClientError) as raised:
+                    getattr(kms, operation)(**arguments)
+                error = raised.value.response
+                assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+                assert error["Error"]["Code"] == "InvalidSignatureException"
+                assert error["Error"]["Message"] == (
+                    f"Credential should be scoped to a valid region, not '{region}'."
+                )
+                refused += 1
+        # A region AWS has, but not the key's: KMS's own answer, as before.
+        with pytest.raises(ClientError) as raised:
+            _client(endpoint, "eu-west-1").describe_key(KeyId="alias/agentic-vault-dev")
+        assert raised.value.response["Error"]["Code"] == "NotFoundException"
+
+        # The server, pointed there by a stray AWS_DEFAULT_REGION: one refusal, no retries.
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **exported}
+        env |= {"AWS_DEFAULT_REGION": "eu-west-9"}
+        del env["AWS_REGION"], env["VAULT_REGION"]
+        async with mcp_client(env, args=["--kms-timeout", "8"]) as client:
+            started = time.monotonic()
+            result = await client.call_tool("get_address", {})
+            elapsed = time.monotonic() - started
+        assert result.is_error
+        assert text_of(result).startswith("kms_unavailable: "), text_of(result)
+        assert "(500)" not in text_of(result)
+        assert elapsed < 4, "a refusal is not retried until the deadline"
+        refused += 1
+
+        # Whatever else makes moto crash (here: a body that is not JSON) is answered too.
+        host, port = endpoint.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", "/", body=b"{not json", headers=_SIGNED_FOR_US_EAST_1)
+        answer = connection.getresponse()
+        assert answer.status == 500
+        assert json.loads(answer.read())["__type"] == "KMSInternalException"
+        connection.close()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+    logged = log.read_text().splitlines()
+    assert len(logged) == refused + 1, logged
+    assert all(line.startswith("agentic-vault local-kms: refused ") for line in logged[:-1])
+    assert all("us-east-1" in line for line in logged[:-1])  # where the key is
+    assert logged[-1].startswith("agentic-vault local-kms: moto failed on DescribeKey (JSON")
+
+
+_SIGNED_FOR_US_EAST_1 = {
+    "X-Amz-Target": "TrentService.DescribeKey",
+    "Content-Type": "application/x-amz-json-1.1",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=local-dev-placeholder/20260101/us-east-1/"
+    "kms/aws4_request, SignedHeaders=host, Signature=00",
+}
 
 
 def _local_kms_processes() -> set[int]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import SignerConfig
 from ._kms_errors import KmsCallContext, classify, is_sdk_failure
+from ._redact import without_secrets
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -61,12 +62,16 @@ class KmsClient:
 
     # -- the calls ---------------------------------------------------------------------
 
-    def sign(self, digest: bytes) -> bytes:
-        """KMS's DER signature of the 32-byte ``digest``, signed as given (``DIGEST``)."""
+    def sign(self, digest: bytes, key_id: str | None = None) -> bytes:
+        """KMS's DER signature of the 32-byte ``digest``, signed as given (``DIGEST``).
+
+        ``key_id``: the key ARN ``GetPublicKey`` answered (the signer pins it), else the
+        configured key id.
+        """
         response = self._call(
             "Sign",
             lambda kms: kms.sign(
-                KeyId=self.config.key_id,
+                KeyId=key_id or self.config.key_id,
                 Message=digest,
                 MessageType="DIGEST",
                 SigningAlgorithm="ECDSA_SHA_256",
@@ -82,15 +87,22 @@ class KmsClient:
         self._learn_arn(response.get("KeyId"))
         return dict(response)
 
-    def describe_key(self) -> dict[str, Any]:
-        """``KeyMetadata`` from ``DescribeKey``."""
-        response = self._call("DescribeKey", lambda kms: kms.describe_key(KeyId=self.config.key_id))
+    def describe_key(self, key_id: str | None = None) -> dict[str, Any]:
+        """``KeyMetadata`` from ``DescribeKey`` of ``key_id`` (default: the configured one)."""
+        response = self._call(
+            "DescribeKey", lambda kms: kms.describe_key(KeyId=key_id or self.config.key_id)
+        )
         metadata = dict(response["KeyMetadata"])
-        self._learn_arn(metadata.get("Arn"))
+        if self.key_arn is None:
+            self._learn_arn(metadata.get("Arn"))
         return metadata
 
     def _learn_arn(self, value: object) -> None:
-        """Remember the key ARN KMS reports (messages and health name it)."""
+        """Remember the key ARN KMS reports (messages and health name it).
+
+        ``GetPublicKey``'s answer wins: it names the key that signs, whereas an alias
+        that ``DescribeKey`` resolves may have moved since.
+        """
         if isinstance(value, str) and value.startswith("arn:"):
             self.key_arn = value
 
@@ -146,7 +158,7 @@ class KmsClient:
                     logger.warning(
                         "KMS %s failed after %d attempt(s): %s", operation, attempt, error.code
                     )
-                    raise error from exc
+                    raise without_secrets(error) from exc
                 logger.info(
                     "KMS %s attempt %d failed (%s); retrying in %.0f ms",
                     operation,

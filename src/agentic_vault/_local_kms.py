@@ -2,7 +2,7 @@
 
 FOR DEVELOPMENT ONLY. Keys live unprotected in this process's memory.
 
-moto 5.2.5 differs from AWS KMS in two ways that matter to a signer:
+moto 5.2.5 differs from AWS KMS in ways that matter to a signer:
 
 1. It ignores ``MessageType=DIGEST`` and hashes the 32-byte digest again
    (getmoto/moto#10202), so the signature is over ``sha256(digest)``. The
@@ -15,6 +15,11 @@ moto 5.2.5 differs from AWS KMS in two ways that matter to a signer:
 3. Its ``GetPublicKey`` answers the bare key id in ``KeyId``; KMS answers the
    key ARN. (Its missing ``KeySpec`` is left as is: real clients must cope
    with ``CustomerMasterKeySpec`` alone, so ours is tested doing so.)
+4. A request signed for a region AWS does not have (``us-east-1x``,
+   ``eu-west-9``) crashes it: HTTP 500 and a traceback of some sixty lines,
+   which a client's retries multiply. KMS answers ``InvalidSignatureException``;
+   so does this emulator, with one log line. Any other crash inside moto is
+   answered ``KMSInternalException`` with one log line too.
 
 Needs the ``local`` extra (``pip install 'agentic-vault[local]'``).
 """
@@ -40,6 +45,8 @@ DEV_ALIAS = "alias/agentic-vault-dev"
 PLACEHOLDER_ACCESS_KEY = "local-dev-placeholder"
 PLACEHOLDER_SECRET_KEY = "local-dev-placeholder"  # noqa: S105 - not a secret, by design
 
+logger = logging.getLogger("agentic_vault.local_kms")
+
 
 class EmulatorControl:
     """Counts the KMS operations served and injects latency; shared by every emulator here."""
@@ -47,12 +54,15 @@ class EmulatorControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self.key_ids: dict[str, list[str]] = {}  # operation -> the KeyId of each request
         self.digest_corrections = 0
         self.latency: dict[str, float] = {}
 
-    def record(self, operation: str) -> None:
+    def record(self, operation: str, key_id: str | None = None) -> None:
         with self._lock:
             self.calls[operation] += 1
+            if key_id is not None:
+                self.key_ids.setdefault(operation, []).append(key_id)
         delay = self.latency.get(operation, 0.0)
         if delay:
             time.sleep(delay)
@@ -64,6 +74,7 @@ class EmulatorControl:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.key_ids = {}
             self.digest_corrections = 0
             self.latency = {}
 
@@ -74,10 +85,12 @@ _install_lock = threading.Lock()
 
 # moto's own handlers, looked up at call time (a test swaps in a "fixed moto").
 MOTO_HANDLERS: dict[str, Callable[[Any], str]] = {}
+# moto's dispatch of every KMS request (status, headers, body), wrapped so it cannot crash.
+_moto_call_action: list[Callable[[Any], Any]] = []
 
 
 def install_corrections() -> None:
-    """Patch moto's KMS responses (idempotent): DIGEST signing and disabled keys."""
+    """Patch moto's KMS responses (idempotent): DIGEST signing, disabled keys, crashes."""
     from moto.kms.responses import KmsResponse
 
     with _install_lock:
@@ -88,28 +101,72 @@ def install_corrections() -> None:
             GetPublicKey=KmsResponse.get_public_key,
             DescribeKey=KmsResponse.describe_key,
         )
+        _moto_call_action.append(KmsResponse.call_action)
+
+        def call_action(self: Any) -> Any:
+            return _answer_without_crashing(self)
 
         def sign(self: Any) -> str:
-            CONTROL.record("Sign")
+            CONTROL.record("Sign", self._get_param("KeyId"))
             key = _usable_key(self)
             if self._get_param("MessageType") != "DIGEST":
                 return MOTO_HANDLERS["Sign"](self)
             return _sign_digest_as_given(self, key)
 
         def get_public_key(self: Any) -> str:
-            CONTROL.record("GetPublicKey")
+            CONTROL.record("GetPublicKey", self._get_param("KeyId"))
             key = _usable_key(self)
             answer = json.loads(MOTO_HANDLERS["GetPublicKey"](self))
             answer["KeyId"] = key.arn
             return json.dumps(answer)
 
         def describe_key(self: Any) -> str:
-            CONTROL.record("DescribeKey")
+            CONTROL.record("DescribeKey", self._get_param("KeyId"))
             return MOTO_HANDLERS["DescribeKey"](self)
 
+        KmsResponse.call_action = call_action  # type: ignore[method-assign]
         KmsResponse.sign = sign  # type: ignore[method-assign]
         KmsResponse.get_public_key = get_public_key  # type: ignore[method-assign]
         KmsResponse.describe_key = describe_key  # type: ignore[method-assign]
+
+
+def _answer_without_crashing(response: Any) -> Any:
+    """moto's answer to one request, or KMS's error answer where moto would crash."""
+    from moto.kms.models import kms_backends
+    from moto.settings import allow_unknown_region
+
+    operation = response._get_action()
+    region = response.region
+    if region not in kms_backends[response.current_account] and not allow_unknown_region():
+        logger.warning(
+            "refused %s signed for region %r, which AWS does not have; this local KMS's key "
+            "is in %s: set AWS_REGION and VAULT_REGION to %s",
+            operation,
+            region,
+            DEFAULT_REGION,
+            DEFAULT_REGION,
+        )
+        return kms_error(
+            400,
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region, not '{region}'.",
+        )
+    try:
+        return _moto_call_action[0](response)
+    except Exception as exc:  # noqa: BLE001 - the emulator must answer, not crash
+        logger.warning(
+            "moto failed on %s (%s: %s); answered KMSInternalException",
+            operation,
+            type(exc).__name__,
+            exc,
+        )
+        return kms_error(500, "KMSInternalException", f"The local KMS failed on {operation}.")
+
+
+def kms_error(status: int, code: str, message: str) -> tuple[int, dict[str, str], str]:
+    """An error answer in KMS's JSON shape (``__type``, ``message``), as moto returns one."""
+    body = json.dumps({"__type": code, "message": message})
+    return status, {"Content-Type": "application/x-amz-json-1.1"}, body
 
 
 def _usable_key(response: Any) -> Any:
@@ -251,6 +308,10 @@ def run_local_kms(port: int, sign_latency: float = 0.0) -> int:
     from ._der import decode_secp256k1_public_key
     from ._signer import address_of
 
+    # One line per event on stderr (refused requests, moto failures), no tracebacks.
+    logging.basicConfig(
+        level=logging.WARNING, format="agentic-vault local-kms: %(message)s", stream=sys.stderr
+    )
     emulator = LocalKms(port)
     try:
         emulator.start()
@@ -263,12 +324,16 @@ def run_local_kms(port: int, sign_latency: float = 0.0) -> int:
         key = emulator.create_key(alias=DEV_ALIAS)
         public_key = emulator.client().get_public_key(KeyId=DEV_ALIAS)["PublicKey"]
         address = address_of(decode_secp256k1_public_key(bytes(public_key)))
+        environment = emulator.environment(DEV_ALIAS)
         lines = [
             "# agentic-vault local KMS -- FOR DEVELOPMENT ONLY. The key lives unprotected in",
             "# this process's memory and is gone when it stops: never send real funds to it.",
             "# Paste these lines into another shell, then run agentic-vault-mcp with no flags:",
             "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN",
-            *(f"export {name}={value}" for name, value in emulator.environment(DEV_ALIAS).items()),
+            *(f"export {name}={value}" for name, value in environment.items()),
+            '# For an MCP client\'s configuration, the same as an "env" block (copy the lines',
+            "# between the two markers; pasted into a shell, the block does nothing):",
+            *env_block(environment),
             f"# key:     {key['Arn']}",
             f"# address: {address}",
             f"# serving on {emulator.endpoint} until Ctrl-C"
@@ -279,6 +344,19 @@ def run_local_kms(port: int, sign_latency: float = 0.0) -> int:
     finally:
         emulator.stop()
     return 0
+
+
+ENV_BLOCK_MARKER = "MCP_CLIENT_ENV"
+
+
+def env_block(environment: dict[str, str]) -> list[str]:
+    """The variables as a JSON ``"env": {...}`` member, wrapped in a no-op shell here-document.
+
+    The quoted here-document (``: <<'MARKER'``) makes the whole output safe to paste
+    into a shell, while the lines between the markers are plain JSON to copy.
+    """
+    member = json.dumps({"env": environment}, indent=2).splitlines()[1:-1]
+    return [f": <<'{ENV_BLOCK_MARKER}'", *(line[2:] for line in member), ENV_BLOCK_MARKER]
 
 
 def _wait_for_interrupt() -> None:

@@ -5,6 +5,15 @@ Two streams share the handler. Diagnostics (``agentic_vault.*``, the SDK's
 one line per tool call) is written at every level: a signature that left the
 server is never missing from it. Nothing here ever formats a credential, a
 key or the environment; only the fields listed in ``LOG_FIELDS`` reach a line.
+
+Credentials are kept out at two depths. The SDK's loggers that dump requests
+and responses (botocore's SigV4 canonical requests and headers, parsed STS/SSO
+answers, urllib3's request lines) are held at WARNING whatever ``--log-level``
+says, and a filter on the handler drops any of their records below WARNING
+that still arrive. Then every record that is written, from any logger, has its
+message, fields and traceback passed through ``redact_secrets``: a botocore
+warning quoting a failing ``credential_process`` helper is written without the
+secrets the helper printed.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import logging
 import sys
 import time
 from typing import Any, TextIO
+
+from ._redact import redact_secrets
 
 AUDIT_LOGGER = "agentic_vault.audit"
 # The only structured fields a log line may carry: none can hold a secret.
@@ -40,6 +51,17 @@ LOG_FIELDS = (
     "state",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Their DEBUG records carry signed requests (Authorization, X-Amz-Security-Token,
+# Credential=, Signature=) or parsed answers (STS and SSO return credentials).
+REQUEST_DUMPING_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.parsers",
+    "botocore.httpsession",
+    "botocore.awsrequest",
+    "urllib3",
+    "s3transfer",
+)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -58,7 +80,51 @@ class JsonLineFormatter(logging.Formatter):
             line.update({k: v for k, v in fields.items() if k in LOG_FIELDS and v is not None})
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["traceback"] = record.exc_text
         return json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _from_request_dumping_logger(name: str) -> bool:
+    return any(name == d or name.startswith(d + ".") for d in REQUEST_DUMPING_LOGGERS)
+
+
+class SecretFilter(logging.Filter):
+    """Drops the SDK's request dumps and redacts credentials from every other record.
+
+    The record is rewritten in place (message formatted, traceback rendered) so that
+    no formatter downstream can bring the original text back.
+    """
+
+    _tracebacks = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and _from_request_dumping_logger(record.name):
+            return False
+        record.msg = redact_secrets(_message_of(record))
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_secrets(record.stack_info)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {
+                key: redact_secrets(value) if isinstance(value, str) else value
+                for key, value in fields.items()
+            }
+        return True
+
+
+def _message_of(record: logging.LogRecord) -> str:
+    # A filter runs outside the handler's error handling: a bad format must not raise.
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 - any formatting failure
+        return f"{record.msg} (unformattable arguments)"
 
 
 class _FlushingHandler(logging.StreamHandler[TextIO]):
@@ -73,6 +139,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     """Route every log record to ``stream`` (stderr) as JSON lines."""
     handler = _FlushingHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(SecretFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
@@ -80,8 +147,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     root.setLevel(level.upper())
     # The SDK logs every request, botocore every credential lookup, at INFO: noise
     # unless debugging.
-    for chatty in ("mcp", "botocore", "urllib3"):
+    for chatty in ("mcp", "botocore"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # Even at debug: their DEBUG records are the signed requests themselves.
+    for dumper in REQUEST_DUMPING_LOGGERS:
+        logging.getLogger(dumper).setLevel(logging.WARNING)
     audit = logging.getLogger(AUDIT_LOGGER)
     audit.setLevel(logging.INFO)
     audit.propagate = False

@@ -9,6 +9,12 @@ compute the digest without touching KMS; ``sign_digest`` is the only path to
 ``kms:Sign``. The public key is fetched once per process and every signature is
 verified against it before it leaves this module.
 
+The key is pinned: ``Sign`` names the key ARN that ``GetPublicKey`` answered,
+never the configured alias, so re-pointing an alias cannot change the key (and
+the address) a running server signs with; ``health`` reports such drift. With
+``expected_address`` set, a key whose address differs is refused without the
+agent ever seeing that address: only the operator's log names it, once.
+
 Example (against a KMS endpoint; see the README for a local one)::
 
     signer = KmsSigner(SignerConfig(key_id="alias/agentic-vault-dev", region="us-east-1"))
@@ -19,6 +25,7 @@ Example (against a KMS endpoint; see the README for a local one)::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -38,16 +45,19 @@ from ._typed_data import TypedDataPayload, parse_typed_data
 if TYPE_CHECKING:
     import boto3
 
+logger = logging.getLogger("agentic_vault.signer")
+
 REQUIRED_KEY_SPEC = "ECC_SECG_P256K1"
 REQUIRED_KEY_USAGE = "SIGN_VERIFY"
 
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """What one ``GetPublicKey`` tells us; it never changes for a key id."""
+    """What one ``GetPublicKey`` tells us; it never changes for a key ARN."""
 
     public_key: bytes
     address: str
+    key_arn: str | None = None  # the key KMS answered for; every Sign names it
 
 
 def address_of(public_key: bytes) -> str:
@@ -68,6 +78,7 @@ class KmsSigner:
         self.kms = KmsClient(config, session)
         self._key_info: KeyInfo | None = None
         self._key_lock = threading.Lock()
+        self._mismatch_logged = False
 
     # -- the key ----------------------------------------------------------------------
 
@@ -95,23 +106,49 @@ class KmsSigner:
                 "and point --key-id at it."
             )
         public_key = decode_secp256k1_public_key(bytes(response["PublicKey"]))
-        return KeyInfo(public_key=public_key, address=address_of(public_key))
+        arn = response.get("KeyId")
+        return KeyInfo(
+            public_key=public_key,
+            address=address_of(public_key),
+            key_arn=arn if isinstance(arn, str) and arn.startswith("arn:") else None,
+        )
 
     def pinned_key_info(self) -> KeyInfo:
         """``key_info()``, provided the address is the expected one (else ``AddressMismatch``).
 
         Everything that signs, or tells the address, goes through here: an agent hands
         its address out to be paid, so a wrong key is refused like a wrong signature.
+        The refusal does not say the key's address (the agent could hand it out anyway);
+        the operator's log does.
         """
         info = self.key_info()
         expected = self.config.expected_address
-        if expected is not None and info.address != expected:
+        if not self._is_expected(info):
             raise AddressMismatch(
-                f"KMS key {self.config.key_id} has address {info.address}, but the expected "
-                f"address is {expected}; nothing was signed. Point --key-id (and --region, "
-                "--profile) at the right key, or correct --expected-address."
+                f"KMS key {self.config.key_id} is not the key of the expected address "
+                f"{expected}; nothing was signed. The server's log names the key's address. "
+                "Point --key-id (and --region, --profile) at the right key, or correct "
+                "--expected-address."
             )
         return info
+
+    def _is_expected(self, info: KeyInfo) -> bool:
+        """Whether ``info`` has the expected address; logs the actual one, once, if not."""
+        expected = self.config.expected_address
+        if expected is None or info.address == expected:
+            return True
+        with self._key_lock:
+            first, self._mismatch_logged = not self._mismatch_logged, True
+        if first:
+            logger.warning(
+                "KMS key %s (%s) has address %s, not the expected %s: every signature and "
+                "get_address are refused, and the agent is not told this address",
+                self.config.key_id,
+                info.key_arn or "ARN unknown",
+                info.address,
+                expected,
+            )
+        return False
 
     # -- the signing core -------------------------------------------------------------
 
@@ -120,7 +157,7 @@ class KmsSigner:
         if len(digest) != 32:
             raise InvalidInput(f"digest: must be 32 bytes, got {len(digest)}.")
         info = self.pinned_key_info()
-        der = self.kms.sign(digest)
+        der = self.kms.sign(digest, key_id=info.key_arn)
         return kms_signature_to_eth(der, digest, info.public_key)
 
     # -- per-kind front ends ----------------------------------------------------------
@@ -167,47 +204,61 @@ class KmsSigner:
     # -- health -----------------------------------------------------------------------
 
     def health(self) -> HealthReport:
-        """``DescribeKey`` every time, the public key once; problems say how to fix them."""
+        """``DescribeKey`` every time, the public key once; problems say how to fix them.
+
+        ``DescribeKey`` on the configured key id (an alias resolves to its current
+        target) is compared with the pinned key; when an alias has been re-pointed, the
+        pinned key, the one still signing, is described as well and reported.
+        """
         problems: list[str] = []
-        metadata: dict[str, Any] = {}
-        latency_ms: float | None = None
         started = time.perf_counter()
-        try:
-            metadata = self.kms.describe_key()
-            latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        except VaultError as exc:
-            problems.append(str(exc))
-        spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
-        usage = metadata.get("KeyUsage")
-        state = metadata.get("KeyState")
-        problems.extend(_key_metadata_problems(self.config.key_id, spec, usage, state))
+        metadata = self._describe(self.config.key_id, problems)
+        latency_ms = round((time.perf_counter() - started) * 1000, 2) if metadata else None
+        key_problems = _key_metadata_problems(self.config.key_id, metadata)
         info = self._key_info
-        if info is None and not problems:
-            # Only a usable key is worth a GetPublicKey; its problems are already listed.
+        if info is None and not problems and not key_problems:
+            # Only a usable key is worth a GetPublicKey; its problems are listed below.
             try:
                 info = self.key_info()
             except VaultError as exc:
                 problems.append(str(exc))
+        target = metadata.get("Arn")
+        if info is not None and info.key_arn and target and target != info.key_arn:
+            # The alias moved; what signs is still the pinned key: report that one.
+            problems.append(_drift_problem(self.config.key_id, target, info.key_arn))
+            metadata = self._describe(info.key_arn, problems)
+            key_problems = _key_metadata_problems(info.key_arn, metadata)
+        problems.extend(key_problems)
         expected = self.config.expected_address
-        if info is not None and expected is not None and info.address != expected:
+        unexpected = info is not None and not self._is_expected(info)
+        if unexpected:
             problems.append(
-                f"address_mismatch: the key's address is {info.address}, not the expected "
-                f"{expected}; signing is refused until --key-id or --expected-address is fixed."
+                f"address_mismatch: the key's address is not the expected {expected}; signing "
+                "is refused until --key-id or --expected-address is fixed (the server's log "
+                "names the key's address)."
             )
         return HealthReport(
             status="ok" if not problems else "unhealthy",
-            address=info.address if info else None,
+            address=info.address if info is not None and not unexpected else None,
             key_id=self.config.key_id,
-            key_arn=self.kms.key_arn,
+            key_arn=(info.key_arn if info is not None else None) or target or self.kms.key_arn,
             region=self.kms.region or "",
-            key_spec=spec,
-            key_usage=usage,
-            key_state=state,
+            key_spec=metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec"),
+            key_usage=metadata.get("KeyUsage"),
+            key_state=metadata.get("KeyState"),
             expected_address=expected,
             credentials=self.kms.credential_source(),
             kms_latency_ms=latency_ms,
             problems=problems,
         )
+
+    def _describe(self, key_id: str, problems: list[str]) -> dict[str, Any]:
+        """``KeyMetadata`` of ``key_id``, or ``{}`` with the reason added to ``problems``."""
+        try:
+            return self.kms.describe_key(key_id)
+        except VaultError as exc:
+            problems.append(str(exc))
+            return {}
 
 
 def prepare_transaction(
@@ -221,9 +272,20 @@ def prepare_transaction(
     return UnsignedTransaction(transaction)
 
 
-def _key_metadata_problems(
-    key_id: str, spec: str | None, usage: str | None, state: str | None
-) -> list[str]:
+def _drift_problem(key_id: str, target: str, pinned: str) -> str:
+    return (
+        f"kms_key_invalid: {key_id} now points to key {target}, but this server signs "
+        f"with key {pinned}, the one it pointed to at start-up (and whose address "
+        "get_address reports). Restart the server to adopt the new key (its address will "
+        f"differ), or point the alias back: `aws kms update-alias --alias-name {key_id} "
+        f"--target-key-id {pinned}`."
+    )
+
+
+def _key_metadata_problems(key_id: str, metadata: Mapping[str, Any]) -> list[str]:
+    spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
+    usage = metadata.get("KeyUsage")
+    state = metadata.get("KeyState")
     problems = []
     if spec is not None and spec != REQUIRED_KEY_SPEC:
         problems.append(
