@@ -67,6 +67,17 @@ class SignedTransaction(_Result):
         )
 
 
+class PolicyInfo(_Result):
+    path: str = Field(description="the policy file in force")
+    sha256: str = Field(description="sha256 of the file's bytes when it was loaded")
+    loaded_at: str = Field(description="when it was loaded (ISO 8601, UTC)")
+
+
+class StateInfo(_Result):
+    backend: Literal["sqlite", "postgresql"]
+    ok: bool = Field(description="whether the store could be written just now")
+
+
 class HealthReport(_Result):
     status: Literal["ok", "unhealthy"]
     address: str | None
@@ -80,3 +91,8 @@ class HealthReport(_Result):
     credentials: str | None = Field(description="kind of credential source, never a value")
     kms_latency_ms: float | None
     problems: list[str]
+    policy: PolicyInfo | None = Field(
+        default=None,
+        description="the policy in force; null: none, everything well formed is signed",
+    )
+    state: StateInfo | None = Field(default=None, description="the durable store")

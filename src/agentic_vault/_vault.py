@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from ._errors import ApprovalRequired, InvalidInput, PolicyDenied, VaultError
 from ._message import MessageEncoding, PersonalMessage
-from ._results import AddressResult, HealthReport
+from ._results import AddressResult, HealthReport, PolicyInfo, StateInfo
 from ._signer import KmsSigner, prepare_transaction
 from ._transaction import TransactionRequest, UnsignedTransaction
 from ._typed_data import TypedDataPayload, parse_typed_data
@@ -262,24 +262,26 @@ class Vault:
         return AddressResult(address=info.address)
 
     def health(self) -> HealthReport:
+        """The signer's report, with the policy in force and whether the store can be written."""
         report = self.signer.health()
         state = self.store.health()
         loaded = self.guard.loaded
         problems = list(report.problems)
         if not state.ok:
-            problems.append(f"state_unavailable: {state.problem}")
+            problems.append(f"state_unavailable: {state.problem} Signing is refused until then.")
+        policy = None
+        if loaded is not None:
+            policy = PolicyInfo(
+                path=str(loaded.path),
+                sha256=loaded.sha256,
+                loaded_at=loaded.loaded_at.isoformat().replace("+00:00", "Z"),
+            )
         return report.model_copy(
             update={
                 "status": "ok" if not problems else "unhealthy",
                 "problems": problems,
-                "policy": None
-                if loaded is None
-                else {
-                    "path": str(loaded.path),
-                    "sha256": loaded.sha256,
-                    "loaded_at": loaded.loaded_at.isoformat().replace("+00:00", "Z"),
-                },
-                "state": {"backend": state.backend, "ok": state.ok},
+                "policy": policy,
+                "state": StateInfo(backend=state.backend, ok=state.ok),
             }
         )
 
