@@ -359,7 +359,8 @@ def test_a_closed_stdout_ends_the_server_quietly(
     process = subprocess.Popen(
         [SERVER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     initialize = {
         "jsonrpc": "2.0",
         "id": 0,
