@@ -20,8 +20,7 @@ def add_state_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--state-url",
         metavar="URL",
-        help="a PostgreSQL store shared by several servers, postgresql://… "
-        "[env: VAULT_STATE_URL]",
+        help="a PostgreSQL store shared by several servers, postgresql://… [env: VAULT_STATE_URL]",
     )
 
 

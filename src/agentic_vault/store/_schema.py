@@ -31,7 +31,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seq BIGINT NOT NULL,
             hash TEXT NOT NULL
         )""",
-        f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",
+        f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",  # noqa: S608
         """CREATE TABLE ledger (
             id TEXT PRIMARY KEY,
             scope TEXT NOT NULL,

@@ -18,6 +18,7 @@ must not be half-written).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -152,7 +153,7 @@ class Store:
                     job.error = exc
                 connection.execute(f"RELEASE SAVEPOINT {savepoint}")
             connection.commit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure fails the whole group
             reason = self._failed(exc)
             for job in jobs:
                 # One exception each: callers in other threads raise them concurrently.
@@ -196,7 +197,7 @@ class Store:
             try:
                 connection.rollback()
                 connection.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; drop it
+            except Exception:  # a broken connection may fail to close; drop it
                 logger.debug("closing a failed store connection failed too", exc_info=True)
 
     # -- reading -----------------------------------------------------------------------
@@ -223,7 +224,7 @@ class Store:
             try:
                 connection.rollback()
                 connection.close()
-            except Exception:  # noqa: BLE001 - closing a snapshot that failed
+            except Exception:  # closing a snapshot that failed
                 logger.debug("closing a store snapshot failed", exc_info=True)
 
     # -- health and shutdown -----------------------------------------------------------
@@ -231,10 +232,8 @@ class Store:
     def health(self, probe: bool = True) -> StateHealth:
         """Whether the store can be written now (``probe``: prove it with a heartbeat write)."""
         if probe:
-            try:
+            with contextlib.suppress(StateUnavailable):
                 self.write(_heartbeat)
-            except StateUnavailable:
-                pass
         return StateHealth(
             backend=self.backend.name,
             location=self.backend.location,
