@@ -198,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MS",
         help="add this much latency to every Sign, to imitate a remote KMS (default 0)",
     )
+    from .commands import audit
+
+    audit.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "audit":
+        raise SystemExit(audit.run(args))
     if args.command != "local-kms":
         parser.print_help(sys.stderr)
         raise SystemExit(EXIT_USAGE)
