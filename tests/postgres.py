@@ -102,6 +102,13 @@ class PostgresServer:
         self._schemas = itertools.count(1)
         self._shared_database = ""
 
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid the server runs as (files it must write belong to them)."""
+        if self._run_as:
+            entry = pwd.getpwnam(SUPERUSER)
+            return entry.pw_uid, entry.pw_gid
+        return os.getuid(), os.getgid()
+
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:

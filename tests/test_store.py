@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -380,6 +381,56 @@ def test_postgres_stopped_refuses_within_seconds_then_resumes(
     assert store.health().ok
     assert [r["tool"] for r in assert_one_chain(store, 2)] == ["before", "after"]
     store.close()
+
+
+def test_postgres_with_a_full_disk_refuses_then_resumes(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    # The store's tables live in a tablespace on a tiny tmpfs that belongs to the server.
+    database, schema = database_and_schema(postgres_url)
+    mountpoint = postgres_server.root / f"space_{schema}"
+    mountpoint.mkdir()
+    owner = postgres_server.owner()
+    options = f"size=2m,mode=0700,uid={owner[0]},gid={owner[1]}"
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        pytest.fail(
+            f"mounting a tmpfs is not permitted here ({done.stderr.strip()}); run the "
+            "suite as root with CAP_SYS_ADMIN.",
+            pytrace=False,
+        )
+    with postgres_server.admin() as admin:
+        admin.execute(f"CREATE TABLESPACE space_{schema} LOCATION '{mountpoint}'")
+    store = open_store(None, f"{postgres_url}%20-c%20default_tablespace%3Dspace_{schema}")
+    try:
+        store.write(append("before"))
+        filler = fill(mountpoint)
+        with pytest.raises(StateUnavailable) as refused:
+            # Random hex: TOAST cannot compress it into the space that is left.
+            store.write(append("while full", pad=secrets.token_hex(200_000)))
+        message = str(refused.value)
+        assert "disk of the server" in message
+        assert "full" in message
+        assert postgres_server.password not in message
+        # Not probed: a heartbeat still fits in the pages the tables already have.
+        health = store.health(probe=False)
+        assert health.problem is not None
+        assert "full" in health.problem
+        filler.unlink()
+        assert store.write(append("after")).seq == 2
+        assert [r["tool"] for r in assert_one_chain(store, 2)] == ["before", "after"]
+    finally:
+        store.close()
+        with postgres_server.admin(database) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        with postgres_server.admin() as admin:
+            admin.execute(f"DROP TABLESPACE space_{schema}")
+        subprocess.run(["umount", str(mountpoint)], check=True)
 
 
 # -- PostgreSQL: what an operator is told ------------------------------------------------
