@@ -198,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MS",
         help="add this much latency to every Sign, to imitate a remote KMS (default 0)",
     )
+    from .policy import add_commands, run_command
+
+    add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "policy":
+        raise SystemExit(run_command(args))
     if args.command != "local-kms":
         parser.print_help(sys.stderr)
         raise SystemExit(EXIT_USAGE)
