@@ -163,6 +163,9 @@ def _explain_validation(error: ValidationError, text: str, path: str) -> str:
     if first["type"] == "policy_rule":
         loc = _path_to_loc(str(context["path"]))
         message = str(context["message"])
+    elif loc[-1:] == ("[key]",):  # a table key (a name) that is not valid
+        loc = loc[:-1]
+        message = "is not a valid name: use letters, digits, _ or -, starting with a letter or _"
     else:
         message = _problem(first["type"], first["msg"], loc)
     line = _line_of(loc, text)
@@ -185,8 +188,6 @@ def _problem(kind: str, message: str, loc: Loc) -> str:
     message = message.removeprefix("Value error, ")
     if message.startswith("Input should be "):
         message = "must be " + message[len("Input should be ") :]
-    if kind == "string_pattern_mismatch" and len(loc) == 2:
-        return "is not a valid name: use letters, digits, _ or -, starting with a letter or _"
     return message
 
 
@@ -259,7 +260,9 @@ def _line_of(loc: Loc, text: str) -> int | None:
                 table = (*name, index)
             else:
                 table = name
-            lines.setdefault(table, number)
+            # [a.b.c] also defines a and a.b, which errors may name.
+            for end in range(1, len(table) + 1):
+                lines.setdefault(table[:end], number)
             continue
         key = _KEY.match(line)
         if key:
