@@ -48,9 +48,22 @@ def test_the_example_policy_loads_with_its_hash_and_time(tmp_path: Path) -> None
     assert loaded.policy.rules.chains == {1, 8453}
 
 
-def test_the_example_file_in_the_repository_is_owner_writable_only() -> None:
-    path = Path(__file__).resolve().parent.parent / "examples" / "policy.toml"
-    assert load_policy_file(path).policy.version == 1
+def test_the_example_policy_says_what_the_docs_say(tmp_path: Path) -> None:
+    rules = load_policy_file(write(tmp_path, EXAMPLE)).policy.rules
+    usdc = rules.tokens["usdc"]
+    assert (usdc.max_per_tx, usdc.max_per_day, usdc.max_allowance) == (
+        500 * 10**6,
+        2000 * 10**6,
+        1000 * 10**6,
+    )
+    assert len(usdc.to) == 3
+    assert rules.max_validity == 1800
+    assert rules.native.max_per_day == 10**17
+    assert rules.siwe_domains == {"app.example.org", "dashboard.example.com"}
+    assert not rules.delegates
+    assert not rules.text
+    assert not rules.hex
+    assert set(rules.contracts) == {"router"}
 
 
 @pytest.mark.parametrize(

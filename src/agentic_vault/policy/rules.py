@@ -140,7 +140,7 @@ def compile_rules(policy: Policy) -> Rules:
     token_at: dict[tuple[int, str], TokenRules] = {}
     for name, section in policy.tokens.items():
         where = f"tokens.{name}"
-        unit = f"{name} (decimals = {section.decimals})"
+        unit = f"token {name}"
         token = TokenRules(
             name=name,
             symbol=section.symbol or name.upper(),
@@ -309,8 +309,8 @@ def _units(text: str | None, decimals: int, where: str, unit: str) -> int | None
     except ValueError:
         raise RuleError(
             where,
-            f"{text!r} has more decimals than {unit} has ({decimals}); the limit must be "
-            "exact, so write at most that many digits after the point",
+            f"{text!r} has more decimals than {unit} has ({decimals}); a limit must be exact, "
+            f"so write at most {decimals} digits after the point",
         ) from None
 
 
