@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from .._message import PersonalMessage
 from .._transaction import TransactionRequest
 from .._typed_data import parse_typed_data
 from .decide import Request, evaluate
+from .decode.nft import SET_APPROVAL_FOR_ALL
 from .effects import Names
 from .load import LoadedPolicy, PolicyFileError, load_policy_file
 from .rules import Rules, TokenRules
@@ -64,11 +66,9 @@ def summarize(loaded: LoadedPolicy) -> str:
             if contract.max_value
             else "no value"
         )
-        functions = ", ".join(
-            f.signature or f"0x{f.selector.hex()}" for f in contract.functions.values()
-        )
         lines.append(
-            f"contract {contract.name} ({_where(contract.addresses)}): {functions}; {value}"
+            f"contract {contract.name} ({_where(contract.addresses)}): "
+            f"{contract.listed_functions()}; {value}"
         )
     lines.append(
         f"permits (EIP-2612, Permit2): deadlines at most {rules.max_validity:,} s ahead, "
@@ -80,8 +80,8 @@ def summarize(loaded: LoadedPolicy) -> str:
             f"{_where(rule.addresses)}"
         )
     lines.append("messages: " + _messages(rules))
-    delegates = ", ".join(sorted(names.address(a) for a in rules.delegates))
-    lines.append(f"EIP-7702 delegation: {'to ' + delegates if delegates else 'refused'}")
+    delegates = names.addresses(rules.delegates)
+    lines.append(f"EIP-7702 delegation: {'to ' + delegates if rules.delegates else 'refused'}")
     fees = []
     if rules.max_fee_per_gas is not None:
         fees.append(f"at most {format_units(rules.max_fee_per_gas, 9)} gwei per gas")
@@ -99,10 +99,7 @@ def summarize(loaded: LoadedPolicy) -> str:
 
 def _native(rules: Rules, names: Names) -> str:
     native = rules.native
-    if not native.to:
-        text = "no plain transfers"
-    else:
-        text = "plain transfers to " + ", ".join(sorted(names.address(a) for a in native.to))
+    text = f"plain transfers to {names.addresses(native.to)}" if native.to else "no plain transfers"
     limits = []
     if native.max_per_tx is not None:
         limits.append(f"at most {format_units(native.max_per_tx, 18)} per transaction")
@@ -114,26 +111,22 @@ def _native(rules: Rules, names: Names) -> str:
 
 
 def _token(token: TokenRules, names: Names) -> str:
-    def amount(value: int) -> str:
-        return f"{format_units(value, token.decimals)} {token.symbol}"
-
     parts = [f"{token.symbol}, {token.decimals} decimals, {_where(token.addresses)}"]
-    recipients = ", ".join(sorted(names.address(a) for a in token.to))
-    parts.append(f"transfers to {recipients}" if recipients else "no transfers")
+    parts.append(f"transfers to {names.addresses(token.to)}" if token.to else "no transfers")
     if token.max_per_tx is not None:
-        parts.append(f"at most {amount(token.max_per_tx)} per transaction")
+        parts.append(f"at most {token.amount(token.max_per_tx)} per transaction")
     if token.max_per_day is not None:
-        parts.append(f"{amount(token.max_per_day)} per 24 h (transfers and approvals)")
-    spenders = ", ".join(sorted(names.address(a) for a in token.spenders))
-    parts.append(f"approvals to {spenders}" if spenders else "no approvals")
+        parts.append(f"{token.amount(token.max_per_day)} per 24 h (transfers and approvals)")
+    spenders = names.addresses(token.spenders)
+    parts.append(f"approvals to {spenders}" if token.spenders else "no approvals")
     if token.max_allowance is not None:
-        parts.append(f"at most {amount(token.max_allowance)} per approval")
+        parts.append(f"at most {token.amount(token.max_allowance)} per approval")
     if token.approve_above is not None:
-        parts.append(f"a person approves above {amount(token.approve_above)}")
+        parts.append(f"a person approves above {token.amount(token.approve_above)}")
     return "; ".join(parts)
 
 
-def _where(addresses: dict[int, str] | Any) -> str:
+def _where(addresses: Mapping[int, str]) -> str:
     return ", ".join(f"{address} on {chain_label(chain)}" for chain, address in addresses.items())
 
 
@@ -176,7 +169,7 @@ def _warnings(loaded: LoadedPolicy) -> list[str]:
                 "asks a person"
             )
     for contract in rules.contracts.values():
-        if bytes.fromhex("a22cb465") in contract.functions:
+        if SET_APPROVAL_FOR_ALL in contract.functions:
             found.append(
                 f"contracts.{contract.name} lists setApprovalForAll: any operator may be "
                 "given a whole collection"

@@ -8,7 +8,7 @@ Amounts are base units (wei, a token's smallest unit) until described.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -42,6 +42,11 @@ class Names:
     def address(self, address: str) -> str:
         name = self.labels.get(address)
         return f"{name} ({address[:6]}…{address[-4:]})" if name else address
+
+    def addresses(self, addresses: Iterable[str]) -> str:
+        """``"alice (0xa11c…0001), bob (0xb0b0…0002)"``, or ``"none"``."""
+        shown = sorted(self.address(address) for address in addresses)
+        return ", ".join(shown) if shown else "none"
 
     def token(self, chain_id: int, token: str) -> str:
         known = self.tokens.get((chain_id, token))

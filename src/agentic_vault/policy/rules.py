@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic_core import PydanticCustomError
 
 from .._fields import parse_address
-from .units import GWEI_DECIMALS, NATIVE_DECIMALS, parse_units
+from .units import GWEI_DECIMALS, NATIVE_DECIMALS, format_units, parse_units
 
 if TYPE_CHECKING:
     from .model import AddressSpec, Policy
@@ -64,6 +64,10 @@ class TokenRules:
     def key(self, leaf: str) -> str:
         return f"tokens.{self.name}.{leaf}"
 
+    def amount(self, base_units: int) -> str:
+        """``"1,900 USDC"``."""
+        return f"{format_units(base_units, self.decimals)} {self.symbol}"
+
 
 @dataclass(frozen=True)
 class Function:
@@ -83,6 +87,9 @@ class ContractRules:
 
     def key(self, leaf: str) -> str:
         return f"contracts.{self.name}.{leaf}"
+
+    def listed_functions(self) -> str:
+        return ", ".join(f.signature or f"0x{f.selector.hex()}" for f in self.functions.values())
 
 
 @dataclass(frozen=True)
