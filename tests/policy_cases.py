@@ -574,6 +574,23 @@ def order(
     )
 
 
+def nft_permit(chain: int) -> dict[str, Any]:
+    """An ERC-721 permit (EIP-4494): a struct named Permit that is not a token allowance."""
+    return typed(
+        "Permit",
+        {
+            "Permit": [
+                ("spender", "address"),
+                ("tokenId", "uint256"),
+                ("nonce", "uint256"),
+                ("deadline", "uint256"),
+            ]
+        },
+        {"name": "Positions", "version": "1", "chainId": chain, "verifyingContract": NFT},
+        {"spender": ROUTER, "tokenId": 7, "nonce": 0, "deadline": NOW + 600},
+    )
+
+
 def message(text: str, encoding: str = "utf8") -> dict[str, Any]:
     """``sign_message`` arguments."""
     return {"message": text, "encoding": encoding}
@@ -1509,36 +1526,12 @@ CUSTOM = [
     allow(
         "typed-allow-per-chain-entry",
         TYPED,
-        typed(
-            "Permit",
-            {
-                "Permit": [
-                    ("spender", "address"),
-                    ("tokenId", "uint256"),
-                    ("nonce", "uint256"),
-                    ("deadline", "uint256"),
-                ]
-            },
-            {"name": "Positions", "version": "1", "chainId": 1, "verifyingContract": NFT},
-            {"spender": ROUTER, "tokenId": 7, "nonce": 0, "deadline": NOW + 600},
-        ),
+        nft_permit(chain=1),
     ),
     deny(
         "typed-allow-per-chain-entry-other-chain",
         TYPED,
-        typed(
-            "Permit",
-            {
-                "Permit": [
-                    ("spender", "address"),
-                    ("tokenId", "uint256"),
-                    ("nonce", "uint256"),
-                    ("deadline", "uint256"),
-                ]
-            },
-            {"name": "Positions", "version": "1", "chainId": 8453, "verifyingContract": NFT},
-            {"spender": ROUTER, "tokenId": 7, "nonce": 0, "deadline": NOW + 600},
-        ),
+        nft_permit(chain=8453),
         "typed_data.allow",
     ),
     deny(

@@ -28,7 +28,7 @@ from .decode.nft import SET_APPROVAL_FOR_ALL
 from .effects import Names
 from .load import LoadedPolicy, PolicyFileError, load_policy_file
 from .rules import Rules, TokenRules
-from .units import chain_label, format_units
+from .units import chain_label, ether, gwei
 
 EXIT_OK = 0
 EXIT_BAD_REQUEST = 1
@@ -62,7 +62,7 @@ def summarize(loaded: LoadedPolicy) -> str:
         lines.append(f"token {token.name}: " + _token(token, names))
     for contract in rules.contracts.values():
         value = (
-            f"up to {format_units(contract.max_value, 18)} of the native coin per call"
+            f"up to {ether(contract.max_value)} of the native coin per call"
             if contract.max_value
             else "no value"
         )
@@ -84,9 +84,9 @@ def summarize(loaded: LoadedPolicy) -> str:
     lines.append(f"EIP-7702 delegation: {'to ' + delegates if rules.delegates else 'refused'}")
     fees = []
     if rules.max_fee_per_gas is not None:
-        fees.append(f"at most {format_units(rules.max_fee_per_gas, 9)} gwei per gas")
+        fees.append(f"at most {gwei(rules.max_fee_per_gas)} per gas")
     if rules.max_fee is not None:
-        fees.append(f"at most {format_units(rules.max_fee, 18)} of the native coin per transaction")
+        fees.append(f"at most {ether(rules.max_fee)} of the native coin per transaction")
     lines.append(f"fees: {'; '.join(fees) if fees else 'no limit'}")
     rate = f"at most {rules.max_per_hour:,} per hour" if rules.max_per_hour else "no limit"
     lines.append(f"signatures: {rate}")
@@ -102,11 +102,11 @@ def _native(rules: Rules, names: Names) -> str:
     text = f"plain transfers to {names.addresses(native.to)}" if native.to else "no plain transfers"
     limits = []
     if native.max_per_tx is not None:
-        limits.append(f"at most {format_units(native.max_per_tx, 18)} per transaction")
+        limits.append(f"at most {ether(native.max_per_tx)} per transaction")
     if native.max_per_day is not None:
-        limits.append(f"{format_units(native.max_per_day, 18)} per 24 h per chain")
+        limits.append(f"{ether(native.max_per_day)} per 24 h per chain")
     if native.approve_above is not None:
-        limits.append(f"a person approves above {format_units(native.approve_above, 18)}")
+        limits.append(f"a person approves above {ether(native.approve_above)}")
     return text + (f"; {', '.join(limits)} (value sent to contracts counts)" if limits else "")
 
 

@@ -54,7 +54,7 @@ from .effects import (
 from .load import LoadedPolicy
 from .model import Policy
 from .rules import ContractRules, Rules, TokenRules
-from .units import NATIVE_DECIMALS, chain_label, format_units, native_symbol
+from .units import NATIVE_DECIMALS, chain_label, gwei, native_symbol
 
 Request = TransactionRequest | TypedDataPayload | PersonalMessage
 
@@ -532,8 +532,8 @@ def _fees(rules: Rules, fees: Fees) -> Ruling | None:
     if rules.max_fee_per_gas is not None and fees.price_per_gas > rules.max_fee_per_gas:
         return Ruling(
             "fees.max_fee_per_gas",
-            f"the transaction offers up to {format_units(fees.price_per_gas, 9)} gwei per gas; "
-            f"at most {format_units(rules.max_fee_per_gas, 9)} gwei; lower gasPrice or "
+            f"the transaction offers up to {gwei(fees.price_per_gas)} per gas; "
+            f"at most {gwei(rules.max_fee_per_gas)}; lower gasPrice or "
             "maxFeePerGas",
         )
     if rules.max_fee is not None and fees.max_fee > rules.max_fee:

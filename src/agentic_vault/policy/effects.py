@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .units import NATIVE_DECIMALS, chain_label, format_units, native_symbol
+from .units import NATIVE_DECIMALS, chain_label, format_units, gwei, native_symbol
 
 if TYPE_CHECKING:
     from .rules import Rules
@@ -119,7 +119,7 @@ class Fees(Effect):
     def describe(self, names: Names) -> str:
         text = (
             f"pays at most {native_amount(self.chain_id, self.max_fee)} in fees "
-            f"({self.gas:,} gas at up to {format_units(self.price_per_gas, 9)} gwei"
+            f"({self.gas:,} gas at up to {gwei(self.price_per_gas)}"
         )
         if self.blob_fee:
             text += f", plus up to {native_amount(self.chain_id, self.blob_fee)} of blob gas"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic_core import PydanticCustomError
 
@@ -165,14 +165,7 @@ def compile_rules(policy: Policy) -> Rules:
             ),
         )
         tokens[name] = token
-        for chain, address in token.addresses.items():
-            other = token_at.setdefault((chain, address), token)
-            if other is not token:
-                raise RuleError(
-                    f"{where}.address",
-                    f"{address} on chain {chain} is already tokens.{other.name}; one token "
-                    "entry per contract",
-                )
+        _claim(token_at, token, "tokens")
 
     contracts: dict[str, ContractRules] = {}
     contract_at: dict[tuple[int, str], ContractRules] = {}
@@ -194,14 +187,7 @@ def compile_rules(policy: Policy) -> Rules:
             max_value=_units(entry.max_value, NATIVE_DECIMALS, f"{where}.max_value", "ether") or 0,
         )
         contracts[name] = contract
-        for chain, address in contract.addresses.items():
-            other_contract = contract_at.setdefault((chain, address), contract)
-            if other_contract is not contract:
-                raise RuleError(
-                    f"{where}.address",
-                    f"{address} on chain {chain} is already contracts.{other_contract.name}; "
-                    "merge the two entries",
-                )
+        _claim(contract_at, contract, "contracts")
 
     typed_allow = tuple(
         TypedDataRule(
@@ -256,6 +242,21 @@ def compile_rules(policy: Policy) -> Rules:
         max_fee=_units(fees.max_fee, NATIVE_DECIMALS, "fees.max_fee", "ether"),
         max_per_hour=policy.rate.max_per_hour if policy.rate else None,
     )
+
+
+Entry = TypeVar("Entry", TokenRules, ContractRules)
+
+
+def _claim(index: dict[tuple[int, str], Entry], entry: Entry, section: str) -> None:
+    """Index ``entry`` by (chain, address); two entries of a section may not share one."""
+    for chain, address in entry.addresses.items():
+        other = index.setdefault((chain, address), entry)
+        if other is not entry:
+            raise RuleError(
+                f"{section}.{entry.name}.address",
+                f"{address} on chain {chain} is already {section}.{other.name}; one entry per "
+                "contract (merge the two)",
+            )
 
 
 class _Resolver:

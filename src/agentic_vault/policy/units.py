@@ -66,6 +66,16 @@ def format_units(amount: int, decimals: int) -> str:
     return text
 
 
+def gwei(wei: int) -> str:
+    """A gas price as people write it: ``"150 gwei"``."""
+    return f"{format_units(wei, GWEI_DECIMALS)} gwei"
+
+
+def ether(wei: int) -> str:
+    """An amount of the native coin in its unit, without a symbol: ``"0.05"``."""
+    return format_units(wei, NATIVE_DECIMALS)
+
+
 def chain_label(chain_id: int) -> str:
     """``"Base (8453)"``, or ``"chain 12345"`` for a chain we have no name for."""
     name = CHAIN_NAMES.get(chain_id)

@@ -8,9 +8,6 @@ or a mistake and the decider refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from ..._typed_data import TypedDataPayload
 from ..effects import TokenAllowance, Unreadable
 
@@ -77,24 +74,8 @@ def decode(payload: TypedDataPayload) -> tuple[TokenAllowance, ...] | Unreadable
     if primary in _ALLOWANCE:
         if types.get(primary) != _ALLOWANCE[primary] or types.get("PermitDetails") != _DETAILS:
             return _forged(f"its {primary} type is not Permit2's", chain_id)
-        details = values["details"]
-        return _grants(
-            chain_id,
-            (
-                TokenAllowance(
-                    chain_id=chain_id,
-                    token=entry["token"],
-                    spender=values["spender"],
-                    amount=entry["amount"],
-                    method=f"Permit2 {primary}",
-                    deadline=values["sigDeadline"],
-                    expires_at=entry["expiration"],
-                    signed=True,
-                )
-                for entry in (details if isinstance(details, list) else [details])
-            ),
-        )
-    if primary in _TRANSFER:
+        entries, deadline, method = values["details"], values["sigDeadline"], f"Permit2 {primary}"
+    elif primary in _TRANSFER:
         fields = types.get(primary, [])
         expected = _TRANSFER[primary]
         # A witness kind adds one last field, of the application's own struct type.
@@ -105,34 +86,28 @@ def decode(payload: TypedDataPayload) -> tuple[TokenAllowance, ...] | Unreadable
             or types.get("TokenPermissions") != _PERMISSIONS
         ):
             return _forged(f"its {primary} type is not Permit2's", chain_id)
+        entries, deadline = values["permitted"], values["deadline"]
         method = f"Permit2 {primary}" + (f" with witness {witness[0][1]}" if witness else "")
-        permitted: Any = values["permitted"]
-        return _grants(
-            chain_id,
-            (
-                TokenAllowance(
-                    chain_id=chain_id,
-                    token=entry["token"],
-                    spender=values["spender"],
-                    amount=entry["amount"],
-                    method=method,
-                    deadline=values["deadline"],
-                    single_use=True,
-                    signed=True,
-                )
-                for entry in (permitted if isinstance(permitted, list) else [permitted])
-            ),
+    else:
+        return _forged(
+            f"{primary!r} is not a Permit2 message type ({', '.join(PRIMARY_TYPES)})", chain_id
         )
-    return _forged(
-        f"{primary!r} is not a Permit2 message type ({', '.join(PRIMARY_TYPES)})", chain_id
+    # Allowances (PermitDetails) carry an expiration; transfer permits are used once.
+    grants = tuple(
+        TokenAllowance(
+            chain_id=chain_id,
+            token=entry["token"],
+            spender=values["spender"],
+            amount=entry["amount"],
+            method=method,
+            deadline=deadline,
+            expires_at=entry.get("expiration"),
+            single_use=primary in _TRANSFER,
+            signed=True,
+        )
+        for entry in (entries if isinstance(entries, list) else [entries])
     )
-
-
-def _grants(
-    chain_id: int, grants: Iterable[TokenAllowance]
-) -> tuple[TokenAllowance, ...] | Unreadable:
-    found = tuple(grants)
-    return found if found else _forged("it lists no token", chain_id)
+    return grants if grants else _forged("it lists no token", chain_id)
 
 
 def _forged(reason: str, chain_id: int | None) -> Unreadable:
