@@ -254,9 +254,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import policy
     from .commands import approvals, audit, sign
 
     sign.add_commands(commands)
+    policy.add_commands(commands)
     audit.add_commands(commands)
     approvals.add_commands(commands)
     _add_local_kms(commands)
