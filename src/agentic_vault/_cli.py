@@ -188,10 +188,11 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``agentic-vault``: development helpers."""
+    """Entry point of ``agentic-vault``: operator and development tools."""
     parser = _OneLineParser(
         prog="agentic-vault",
-        description="agentic-vault development tools. The MCP server is agentic-vault-mcp.",
+        description="agentic-vault operator and development tools. The MCP server is "
+        "agentic-vault-mcp.",
     )
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -218,7 +219,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="MS",
         help="add this much latency to every Sign, to imitate a remote KMS (default 0)",
     )
+    from . import doctor
+
+    doctor.add_arguments(
+        commands.add_parser(
+            "doctor",
+            help="check the AWS setup: config, profile, credential helper, certificates, key",
+            description="Check everything agentic-vault-mcp needs, with the same flags and "
+            "environment: exit 0 when nothing failed, 1 otherwise. Every problem comes "
+            "with its fix.",
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        raise SystemExit(doctor.main(args))
     if args.command != "local-kms":
         parser.print_help(sys.stderr)
         raise SystemExit(EXIT_USAGE)
