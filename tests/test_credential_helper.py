@@ -20,6 +20,7 @@ from agentic_vault._local_kms import LocalKms
 from .mcp_helpers import log_lines, mcp_client, run_cli, server_env, structured, text_of
 from .roles_anywhere import (
     credential_process,
+    fake_helper,
     foreign_architecture,
     foreign_elf_helper,
     non_executable_helper,
@@ -68,16 +69,19 @@ async def test_a_helper_that_cannot_run_is_kms_unavailable_naming_path_cause_and
     async with mcp_client(env) as client:
         result = await client.call_tool("get_address", {})
         health = structured(await client.call_tool("health_check", {}))
-    assert result.is_error
-    text = text_of(result)
-    assert text.startswith("kms_unavailable: the credential_process helper "), text
-    assert str(helper) in text
-    assert "rolesanywhere-kms" in text
-    assert "agentic-vault doctor" in text
-    for phrase in expected:
-        assert phrase.lower() in text.lower(), (phrase, text)
-    assert health["status"] == "unhealthy"
-    assert health["problems"][0] == text
+        text = text_of(result)
+        assert result.is_error
+        assert text.startswith("kms_unavailable: the credential_process helper "), text
+        assert str(helper) in text
+        assert "rolesanywhere-kms" in text
+        assert "agentic-vault doctor --profile rolesanywhere-kms" in text
+        for phrase in expected:
+            assert phrase.lower() in text.lower(), (phrase, text)
+        assert health["status"] == "unhealthy"
+        assert health["problems"][0] == text
+        # Once the operator installs a working helper, the same server works: no restart.
+        fake_helper(helper)
+        assert structured(await client.call_tool("get_address", {}))["address"].startswith("0x")
 
 
 @pytest.mark.parametrize(

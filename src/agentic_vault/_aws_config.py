@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import contextlib
 import os
 import platform
 import re
@@ -82,10 +83,6 @@ class ConfigFile:
     # Why the SDK cannot parse the file (duplicates included), or None.
     error: str | None = None
 
-    @property
-    def usable(self) -> bool:
-        return self.error is None
-
 
 _SECTION = re.compile(r"\[(?P<header>.+)\]")
 
@@ -105,10 +102,9 @@ def read_config(path: Path) -> ConfigFile:
     duplicates = _duplicate_sections(text)
     error = _strict_parse_error(text)
     lenient = configparser.RawConfigParser(strict=False)
-    try:
+    with contextlib.suppress(configparser.Error):
+        # A bad line is reported after the whole file is read: the rest stays usable.
         lenient.read_string(text, source=str(path))
-    except configparser.Error:
-        lenient = configparser.RawConfigParser()
     profiles: dict[str, dict[str, str]] = {}
     others: list[str] = []
     for section in lenient.sections():
@@ -318,7 +314,9 @@ def parse_credential_process(raw: str) -> CredentialProcess:
         return CredentialProcess(raw=raw, problem="it is empty")
     options: dict[str, str] = {}
     stray: list[str] = []
-    words = iter(argv[2:] if argv[1:2] == ("credential-process",) else argv[1:])
+    # The flags as meant, so that the files they name can be checked all the same.
+    meant = tuple(shlex.split(raw.replace("\\\n", " "))) if "\\\n" in raw else argv
+    words = iter(meant[2:] if meant[1:2] == ("credential-process",) else meant[1:])
     for word in words:
         flag, equals, value = word.partition("=")
         if not flag.startswith("--"):

@@ -67,7 +67,7 @@ def check_certificates(
             else "credential_process is not aws_signing_helper credential-process"
         )
         return [skipped(name, f"{why}: no certificate to check") for name in NAMES]
-    if process.continued_lines or process.problem:
+    if process.problem:
         return [skipped(name, "the credential_process line is broken") for name in NAMES]
     return list(_checks(process, ca, profile_region))
 

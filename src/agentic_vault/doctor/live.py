@@ -22,7 +22,7 @@ from .._aws_config import CredentialProcess
 from .._config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SignerConfig
 from .._errors import InternalError, VaultError
 from .._kms_errors import HOW_TO_PROVIDE_CREDENTIALS, KmsCallContext, classify, is_sdk_failure
-from .report import Check, fail, failed_with, ok, skipped
+from .report import Check, fail, failed_with, ok, skipped, warn
 
 if TYPE_CHECKING:
     import boto3
@@ -138,12 +138,11 @@ def _credentials(
     method = str(getattr(credentials, "method", "unknown"))
     kind = _KINDS.get(method, method)
     if process is not None and method != "custom-process":
-        return Check(
-            name="credentials",
-            status="warn",
-            message=f"{method}: the SDK uses {kind}, not the profile's credential_process. "
-            "Fix: unset AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (they come first when the "
-            "profile is chosen with AWS_PROFILE), or pass --profile to the server.",
+        return warn(
+            "credentials",
+            f"{method}: the SDK uses {kind}, not the profile's credential_process",
+            "unset AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (they come first when the "
+            "profile is chosen with AWS_PROFILE), or pass --profile to the server",
         )
     return ok("credentials", f"{method}: {kind}")
 
