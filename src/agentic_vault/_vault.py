@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from ._errors import ApprovalRequired, InvalidInput, PolicyDenied, VaultError
+from ._errors import ApprovalRequired, InvalidInput, PolicyDenied, StateUnavailable, VaultError
 from ._message import MessageEncoding, PersonalMessage
 from ._results import AddressResult, HealthReport, PolicyInfo, StateInfo
 from ._signer import KmsSigner, prepare_transaction
@@ -334,11 +334,24 @@ class Vault:
         tx_hash = getattr(result, "hash", None)
         call.record.tx_hash = tx_hash
         outcome = "cancelled_after_signing" if call.cancelled.is_set() else "signed"
-        self.store.write(lambda c: self._finish(c, prepared, call, begun, outcome, tx_hash))
-        call.record.outcome = outcome
+        call.record.outcome = outcome  # signed, whether or not its record can be committed
+        try:
+            self.store.write(lambda c: self._finish(c, prepared, call, begun, outcome, tx_hash))
+        except StateUnavailable:
+            raise self._withheld(begun) from None
         if outcome != "signed":
             raise CallCancelled
         return result
+
+    def _withheld(self, begun: _Begun) -> StateUnavailable:
+        # The store's own words say "nothing was signed", true only before kms:Sign.
+        problem = self.store.health(probe=False).problem or "the store did not commit in time."
+        return StateUnavailable(
+            "kms:Sign signed this request, but its record could not be committed, so the "
+            f"signature was withheld and is not returned: {problem} Send the request again "
+            f"once the store works; its intent (audit record {begun.intent_seq}) may stay "
+            "without an outcome."
+        )
 
     def _sign(self, prepared: Prepared) -> BaseModel:
         subject = prepared.subject

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -253,5 +254,10 @@ class Store:
 
 
 def _heartbeat(connection: Connection) -> None:
+    # A new value every time: SQLite writes nothing for an UPDATE that leaves the row as
+    # it was, and a probe that writes nothing passes on a full disk (two probes within
+    # one second of each other did, with a stamp to the second).
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    connection.execute("UPDATE store_meta SET heartbeat = ? WHERE id = 1", (stamp,))
+    connection.execute(
+        "UPDATE store_meta SET heartbeat = ? WHERE id = 1", (f"{stamp} {uuid.uuid4().hex}",)
+    )
