@@ -22,7 +22,11 @@ Figures:
   and the example policy with PostgreSQL;
 - 64 concurrent sign_transaction calls beside 64 threads making direct boto3 Sign
   calls on one shared client, with 50 ms added to every Sign, for the same set-ups;
-- KMS calls per signature, counted by the endpoint; the server's peak RSS.
+- KMS calls per signature, counted by the endpoint; the server's peak RSS;
+- the CPU of each step the performance work changed, before and after, measured
+  here in one process: the "before" is the library path the server used to take
+  (pyasn1, two trial recoveries, eth-account's serializer, an uncached EIP-55
+  checksum, the logging machinery), the "after" the server's code now.
 
 The example policy is examples/policy.toml with its rate raised to 100,000 an
 hour (the benchmark makes ~1,000 signatures in minutes; the example allows 60 an
@@ -440,6 +444,134 @@ def minimal_client(emulator: Emulator, kms: Any, setup: Setup, rounds: int) -> d
     return paired(ours, direct)
 
 
+def _median_us(work: Callable[[], Any], repeat: int = 2000) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1e6, 1)
+
+
+def steps() -> dict[str, dict[str, float]]:
+    """Microseconds per step, before (the library path) and after (ours), in this process."""
+    import io
+    import logging
+
+    from coincurve import PrivateKey, PublicKey
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from eth_account._utils.legacy_transactions import (
+        encode_transaction,
+        serializable_unsigned_transaction_from_dict,
+    )
+    from eth_utils.address import to_checksum_address
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import namedtype, univ
+
+    from agentic_vault import _logging
+    from agentic_vault._der import decode_ecdsa_signature
+    from agentic_vault._fields import checksum_address
+    from agentic_vault._signature import EthSignature, kms_signature_to_eth, normalize_s
+    from agentic_vault._transaction import TransactionRequest, UnsignedTransaction
+
+    class SigValue(univ.Sequence):  # type: ignore[misc]
+        componentType = namedtype.NamedTypes(
+            namedtype.NamedType("r", univ.Integer()), namedtype.NamedType("s", univ.Integer())
+        )
+
+    def pyasn1_decode(der: bytes) -> tuple[int, int]:
+        value, _ = decoder.decode(der, asn1Spec=SigValue())
+        assert encoder.encode(value) == der
+        return int(value["r"]), int(value["s"])
+
+    secret = PrivateKey()
+    point = secret.public_key.format(compressed=False)
+    digest = bytes(range(32))
+    crypto_key = ec.derive_private_key(int.from_bytes(secret.secret, "big"), ec.SECP256K1())
+    der = crypto_key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    r, s_, _ = normalize_s(*decode_ecdsa_signature(der))
+
+    # Half of all signatures have parity 1, where trial recovery needed a second recovery.
+    samples = []
+    for i in range(16):
+        message = bytes([i]) * 32
+        signed = crypto_key.sign(message, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        samples.append((signed, message))
+
+    def two_recoveries() -> None:
+        for signed, message in samples:
+            r1, s1, _ = normalize_s(*pyasn1_decode(signed))
+            compact = r1.to_bytes(32, "big") + s1.to_bytes(32, "big")
+            for parity in (0, 1):
+                key = PublicKey.from_signature_and_message(
+                    compact + bytes([parity]), message, hasher=None
+                )
+                if key.format(compressed=False) == point:
+                    PublicKey(point).verify(encode_sig(r1, s1), message, hasher=None)
+                    break
+
+    def one_recovery() -> None:
+        for signed, message in samples:
+            kms_signature_to_eth(signed, message, point)
+
+    def encode_sig(r1: int, s1: int) -> bytes:
+        value = SigValue()
+        value["r"], value["s"] = r1, s1
+        return bytes(encoder.encode(value))
+
+    request = TransactionRequest.parse({**TX, "nonce": 7})
+    eth_account_dict = {
+        "chainId": 1, "nonce": 7, "gas": 21000, "to": ALICE, "value": int(TX["value"]),
+        "data": b"", "maxFeePerGas": int(TX["maxFeePerGas"]),
+        "maxPriorityFeePerGas": int(TX["maxPriorityFeePerGas"]), "type": 2, "accessList": [],
+    }  # fmt: skip
+
+    def eth_account_encode() -> bytes:
+        unsigned = serializable_unsigned_transaction_from_dict(eth_account_dict)
+        unsigned.hash()
+        return bytes(encode_transaction(unsigned, vrs=(1, r, s_)))
+
+    def ours_encode() -> bytes:
+        return UnsignedTransaction(request).encode(EthSignature(r, s_, 1))
+
+    address = ALICE.lower()
+    stream = io.StringIO()
+    _logging.configure_logging("info", stream=stream)
+    audit_logger = logging.getLogger(_logging.AUDIT_LOGGER)
+    fields = {
+        "tool": "sign_transaction",
+        "client": "stdio:bench",
+        "outcome": "ok",
+        "digest": "0x" + digest.hex(),
+        "duration_ms": 3.2,
+        "chain_id": 1,
+        "to": ALICE,
+    }
+    figures = {
+        "DER signature decode": (lambda: pyasn1_decode(der), lambda: decode_ecdsa_signature(der)),
+        "DER to verified signature (x16, both parities)": (two_recoveries, one_recovery),
+        "transaction digest + signed encoding": (eth_account_encode, ours_encode),
+        "EIP-55 checksum of a known address": (
+            lambda: to_checksum_address(address),
+            lambda: checksum_address(address),
+        ),
+        "audit line": (
+            lambda: audit_logger.info("tool call", extra={"fields": fields}),
+            lambda: _logging.audit("tool call", **fields),
+        ),
+    }
+    result = {}
+    for name, (before, after) in figures.items():
+        repeat = 200 if "x16" in name else 2000
+        result[name] = {
+            "before_us": _median_us(before, repeat),
+            "after_us": _median_us(after, repeat),
+        }
+    logging.getLogger().handlers.clear()
+    return result
+
+
 def setups(with_postgres: bool) -> tuple[list[Setup], Any]:
     """The three set-ups, and the PostgreSQL server to stop afterwards (or None)."""
     policy = bench_policy()
@@ -466,6 +598,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         moto = endpoints["emulator"]
         moto_kms = boto3_client(moto)
+        results["steps_us"] = steps()
         cold, bare = anyio.run(cold_starts, moto, args.repeat)
         tools = anyio.run(every_tool, moto, moto_kms, args.rounds)
         for kind, emulator in endpoints.items():
@@ -573,6 +706,15 @@ def table(r: dict[str, Any]) -> str:
             judged("peak_rss_mb", r["peak_rss_mb"], f"{r['peak_rss_mb']} MB"),
         )
     )
+    for step, f in r["steps_us"].items():
+        rows.append(
+            (
+                f"step: {step}",
+                f"{f['after_us']} us",
+                f"before: {f['before_us']} us",
+                f"x{round(f['after_us'] / f['before_us'], 2)}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         f"agentic-vault benchmark: {r['rounds']} rounds per figure, "
