@@ -2,14 +2,15 @@
 
 The installed server with ``--policy FILE``, the official client over stdio:
 
-- SIGHUP with a valid new file: the next call is judged by it, and
-  ``health_check`` reports its path, the SHA-256 of the bytes written and a
-  later ``loaded_at`` (health_check itself never reloads, so this is SIGHUP's doing);
-- SIGHUP with a broken file (TOML error, a bad value, an unknown key) or a
-  group-writable one: the old policy stays in force, and a warning on stderr
-  says why, naming the key or the mode;
-- an edit without SIGHUP takes effect on the next signing call (the server
-  compares the file's stat on every request);
+- SIGHUP with a valid new file: the server logs that SIGHUP put it in force
+  (the test waits for that line, making no call meanwhile), ``health_check``
+  reports its path, the SHA-256 of the bytes written and a later
+  ``loaded_at``, and the next call is judged by it;
+- SIGHUP with a broken file (TOML error, a bad value, an unknown key, an
+  undefined name), no file, or a group-writable one: the old policy stays in
+  force, and a warning on stderr says why, naming the key or the mode;
+- an edit without SIGHUP takes effect at once: ``health_check`` reports it and
+  the next signing call is judged by it (both compare the file's stat);
 - at start-up a group-writable or broken file is exit 2 and one line naming
   the problem.
 
@@ -176,6 +177,13 @@ async def test_sighup_loads_a_valid_file_and_keeps_the_old_one_for_a_bad_one(
             assert warning["logger"] == "agentic_vault.policy"
             assert await server.probe() == "signed", broken
             assert (await server.policy_info()) == second
+
+        # No file at all (deleted, or a deployment that failed half-way): B stays.
+        server.policy.unlink()
+        warning = await server.sighup_and_wait("policy not reloaded", "warning")
+        assert "does not exist" in warning["message"], warning
+        assert await server.probe() == "signed"
+        assert (await server.policy_info()) == second
 
         # A valid file that is group-writable: refused, B stays.
         write(server.policy, POLICY_A, mode=0o664, replace=True)
