@@ -135,6 +135,12 @@ class Guard:
     def loaded(self) -> LoadedPolicy | None:
         return self.holder.current if self.holder is not None else None
 
+    def refreshed(self) -> LoadedPolicy | None:
+        """The policy the next request will be judged by: reloaded first if its file changed."""
+        if self.holder is not None:
+            self.holder.reload_if_changed()
+        return self.loaded
+
     def decide(self, subject: Subject, signer: str, now: float) -> tuple[Decision, str | None]:
         """The decision and the sha256 of the policy that made it (None: no policy)."""
         if self.holder is None:
@@ -263,7 +269,9 @@ class Vault:
         """The signer's report, with the policy in force and whether the store can be written."""
         report = self.signer.health()
         state = self.store.health()
-        loaded = self.guard.loaded
+        # Not the policy last used, but the one in force now: an operator who edits the file
+        # and asks health_check must see the edit taken (or, if it was bad, the warning).
+        loaded = self.guard.refreshed()
         problems = list(report.problems)
         if not state.ok:
             problems.append(f"state_unavailable: {state.problem} Signing is refused until then.")
