@@ -21,6 +21,7 @@ import sys
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from ._server import ToolRunner, build_server
 from ._settings import VaultSettings, open_vault
@@ -31,6 +32,7 @@ from .transports.stdio import restore_stdio, stdio_transport
 logger = logging.getLogger("agentic_vault.server")
 
 DRAIN_MARGIN = 1.0
+POLICY_POLL_SECONDS = 2.0
 WRITE_GRACE = 0.1
 
 
@@ -44,6 +46,7 @@ def serve_stdio(settings: VaultSettings) -> int:
         async with anyio.create_task_group() as tasks:
             await tasks.start(_stop_on_signal, runner, vault)
             await tasks.start(_reload_on_sighup, vault)
+            tasks.start_soon(_reload_on_change, vault)
             log_start(vault, settings, "stdio")
             async with stdio_transport(
                 on_refused=runner.audit_refusal, answer_grace=runner.call_timeout + DRAIN_MARGIN
@@ -110,6 +113,20 @@ async def _reload_on_sighup(
             if await anyio.to_thread.run_sync(holder.reload):
                 loaded = holder.current
                 logger.info("SIGHUP: policy %s (sha256 %s) in force", loaded.path, loaded.sha256)
+
+
+async def _reload_on_change(vault: Vault, every: float = POLICY_POLL_SECONDS) -> None:
+    """Notice an edited policy file within seconds, even when no request comes.
+
+    Every request checks too; this makes an idle server log a broken edit (and
+    take a good one) promptly, as an operator watching the log expects.
+    """
+    holder = vault.guard.holder
+    if holder is None:
+        return
+    while True:
+        await anyio.sleep(every)
+        await anyio.to_thread.run_sync(holder.reload_if_changed)
 
 
 async def _stop(runner: ToolRunner, vault: Vault, why: str) -> None:
