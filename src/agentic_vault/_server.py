@@ -35,7 +35,8 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.server.request_state import RequestStateSecurity
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from ._errors import InternalError, InvalidInput, KmsUnavailable, VaultError
@@ -285,7 +286,7 @@ class ToolRunner:
             return _error_result(bug)
         finally:
             self._answering -= 1
-        if not isinstance(result, BaseModel):
+        if isinstance(result, InputRequiredResult):
             return result  # the question of an elicitation (2026-07-28): no audit line yet
         self._audit(call, started, None)
         structured = result.model_dump(mode="json", by_alias=True)
@@ -307,7 +308,7 @@ class ToolRunner:
             call, lambda: self.vault.prepare(make_subject(args), call)
         )
         approval_id = None
-        if prepared.needs_approval and self._elicitable(context):
+        if prepared.needs_approval and self._elicitable(context, prepared):
             from .approval import elicitation
 
             asked = await elicitation.ask(
@@ -318,14 +319,10 @@ class ToolRunner:
             approval_id = asked
         return await self.in_worker(call, lambda: self.vault.execute(prepared, call, approval_id))
 
-    def _elicitable(self, context: Any) -> bool:
-        from .approval.elicitation import can_elicit
+    def _elicitable(self, context: Any, prepared: Prepared) -> bool:
+        from .approval.elicitation import can_ask
 
-        loaded = self.vault.guard.loaded
-        approval_rules = getattr(getattr(loaded, "policy", None), "approval", None)
-        if getattr(approval_rules, "out_of_band", False):
-            return False
-        return can_elicit(context)
+        return can_ask(self.vault, prepared, context)
 
     async def in_worker(self, call: Call, work: Callable[[], T]) -> T:
         """``work()`` on a pool thread; the watchdog answers after ``call_timeout``."""
@@ -474,6 +471,8 @@ def build_server(vault: Vault, runner: ToolRunner | None = None) -> MCPServer:
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=[_tool(spec, runner) for spec in TOOLS],
+        # The approval question's sealed state (2026-07-28) must outlive the wait for a person.
+        request_state_security=RequestStateSecurity.ephemeral(ttl=max(600.0, vault.approval_ttl)),
     )
     server.runner = runner
     return server
