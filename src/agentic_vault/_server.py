@@ -35,7 +35,8 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.server.request_state import RequestStateSecurity
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from ._errors import InternalError, InvalidInput, KmsUnavailable, VaultError
@@ -285,7 +286,7 @@ class ToolRunner:
             return _error_result(bug)
         finally:
             self._answering -= 1
-        if not isinstance(result, BaseModel):
+        if isinstance(result, InputRequiredResult):
             return result  # the question of an elicitation (2026-07-28): no audit line yet
         self._audit(call, started, None)
         structured = result.model_dump(mode="json", by_alias=True)
@@ -298,8 +299,7 @@ class ToolRunner:
         self, spec: ToolSpec, arguments: dict[str, Any], call: Call, context: Any
     ) -> Any:
         """One hop to a worker thread for the whole call; two more if a person is asked."""
-        elicitable = spec.subject is not None and self._elicitable(context)
-        done = await self.in_worker(call, lambda: self._work_of(spec, arguments, call, elicitable))
+        done = await self.in_worker(call, lambda: self._work_of(spec, arguments, call, context))
         if not isinstance(done, Prepared):
             return done
         # The policy asks a person, and this client can ask one.
@@ -313,7 +313,7 @@ class ToolRunner:
         return await self.in_worker(call, lambda: self.vault.execute(done, call, asked))
 
     def _work_of(
-        self, spec: ToolSpec, arguments: dict[str, Any], call: Call, elicitable: bool
+        self, spec: ToolSpec, arguments: dict[str, Any], call: Call, context: Any
     ) -> BaseModel | Prepared:
         """Validate, then read, or prepare and (unless a person is to be asked) execute."""
         args = _validate(spec, arguments)
@@ -322,18 +322,14 @@ class ToolRunner:
                 return self.vault.health()
             return self.vault.address(call)
         prepared = self.vault.prepare(spec.subject(args), call)
-        if prepared.needs_approval and elicitable:
-            return prepared
+        if prepared.needs_approval and self._elicitable(context, prepared):
+            return prepared  # the person is asked from the event loop
         return self.vault.execute(prepared, call)
 
-    def _elicitable(self, context: Any) -> bool:
-        from .approval.elicitation import can_elicit
+    def _elicitable(self, context: Any, prepared: Prepared) -> bool:
+        from .approval.elicitation import can_ask
 
-        loaded = self.vault.guard.loaded
-        approval_rules = getattr(getattr(loaded, "policy", None), "approval", None)
-        if getattr(approval_rules, "out_of_band", False):
-            return False
-        return can_elicit(context)
+        return can_ask(self.vault, prepared, context)
 
     async def in_worker(self, call: Call, work: Callable[[], T]) -> T:
         """``work()`` on a pool thread; the watchdog answers after ``call_timeout``."""
@@ -482,6 +478,8 @@ def build_server(vault: Vault, runner: ToolRunner | None = None) -> MCPServer:
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=[_tool(spec, runner) for spec in TOOLS],
+        # The approval question's sealed state (2026-07-28) must outlive the wait for a person.
+        request_state_security=RequestStateSecurity.ephemeral(ttl=max(600.0, vault.approval_ttl)),
     )
     server.runner = runner
     return server

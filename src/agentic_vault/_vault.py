@@ -374,6 +374,15 @@ class Vault:
         self, connection: Connection, prepared: Prepared, call: Call, approval_id: str | None
     ) -> _Begun | VaultError:
         now = self.clock()
+        # The caps first: a request they refuse neither uses up an approval nor asks for one.
+        reservations = prepared.decision.reservations
+        exceeded = ledger.check(connection, reservations, now)
+        if exceeded is not None:
+            rule, error = self.guard.cap_refusal(exceeded, now)
+            call.record.rule = rule
+            audit.append(connection, self.fields(prepared, call, "denied", rule=rule, error=error))
+            call.record.outcome = "denied"
+            return error
         used = None
         if prepared.needs_approval:
             digest, policy_sha = prepared.digest_hex, prepared.policy_sha256 or ""
@@ -386,17 +395,6 @@ class Vault:
             if used is None:
                 return self._approval_missing(connection, prepared, call)
         approval_id = used.id if used is not None else None
-        reservations = prepared.decision.reservations
-        exceeded = ledger.check(connection, reservations, now)
-        if exceeded is not None:
-            rule, error = self.guard.cap_refusal(exceeded, now)
-            call.record.rule = rule
-            audit.append(
-                connection,
-                self.fields(prepared, call, "denied", rule=rule, error=error, approval=approval_id),
-            )
-            call.record.outcome = "denied"
-            return error
         fields = self.fields(prepared, call, "intent", approval=approval_id)
         if used is not None:
             fields["approval_channel"] = used.channel

@@ -1,8 +1,9 @@
 """A person approves what the policy sends to one (``approve_above``).
 
     policy says "approve" ─▶ file a request (the store: digest, policy sha256, ttl)
-        ├─ the client can elicit ─▶ ask in plain words ─▶ accept: approve it (channel elicitation)
-        │                                              └▶ decline / cancel: deny it → policy_denied
+        ├─ the policy lets the MCP client ask, and the client can elicit
+        │     ─▶ ask in plain words ─▶ accept: approve it (channel elicitation)
+        │                           └▶ decline / cancel: deny it → policy_denied: approval: …
         └─ otherwise ─▶ approval_required: ID ─▶ `agentic-vault approvals approve ID` (out of band)
     then the vault signs only by using the approval up: same digest, same policy, once, in time.
 
@@ -11,6 +12,7 @@ client can be configured to accept automatically, so it proves a person only
 as far as the client is trusted. The out-of-band channel is as strong as the
 permissions on the store (who can run ``agentic-vault approvals`` against it).
 A policy can demand the second (``[approval] out_of_band = true``).
+docs/approval.md says all of this for operators.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..store.approvals import Approval
 if TYPE_CHECKING:
     from .._vault import Call, Prepared, Vault
 
-__all__ = ["Approval", "decide", "file_request", "summarize"]
+__all__ = ["Approval", "decide", "file_request", "policy_lets_client_ask", "summarize"]
 
 _TOOL_WORDS = {
     "sign_transaction": "a transaction",
@@ -49,6 +51,19 @@ def summarize(prepared: Prepared) -> str:
     return "\n".join(lines)
 
 
+def policy_lets_client_ask(vault: Vault, prepared: Prepared) -> bool:
+    """Whether the policy that sent ``prepared`` to a person lets the MCP client ask.
+
+    Only the policy that decided may say so: if another one is in force by now
+    (a reload between two steps), the answer is no, and the request goes out of
+    band, where an approval is bound to the policy it was filed under anyway.
+    """
+    loaded = vault.guard.loaded
+    if loaded is None or loaded.sha256 != prepared.policy_sha256:
+        return False
+    return not loaded.policy.approval.out_of_band
+
+
 def file_request(
     vault: Vault, connection: Connection, prepared: Prepared, call: Call, *, channel: str
 ) -> Approval:
@@ -71,16 +86,31 @@ def file_request(
 
 
 def decide(
-    store: Store, approval_id: str, *, approve: bool, channel: str, by: str, now: float
+    store: Store,
+    approval_id: str,
+    *,
+    approve: bool,
+    channel: str,
+    by: str,
+    now: float,
+    answer: str | None = None,
 ) -> Approval | None:
-    """Approve or deny a pending request, on the audit trail; None if none is pending by that id."""
+    """Approve a pending request, or deny (revoke) one not yet used, on the audit trail.
+
+    None if no request by that id can take this decision (unknown, used, expired,
+    already denied; or, to approve, no longer pending). ``answer`` is what the MCP
+    client said (accept, decline, cancel), kept in the record.
+    """
 
     def decide_and_record(connection: Connection) -> Approval | None:
         decided = approval_table.decide(
             connection, approval_id, approve=approve, channel=channel, now=now
         )
         if decided is not None:
-            audit.append(connection, _decision_fields(decided, approve, channel, by, now))
+            fields = _decision_fields(decided, approve, channel, by, now)
+            if answer is not None:
+                fields["approval_answer"] = answer
+            audit.append(connection, fields)
         return decided
 
     return store.write(decide_and_record)
@@ -101,6 +131,7 @@ def _decision_fields(
         "rule": "approval",
         "approval": approval.id,
         "approval_channel": channel,
+        "approval_expires": timestamp(approval.expires),
         "policy_sha256": approval.policy_sha256,
         "requested_by": approval.client,
     }

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ValidationError
 
 from .model import (
+    ApprovalSection,
     ContractSection,
     DelegationSection,
     FeesSection,
@@ -198,6 +199,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "delegation": DelegationSection,
     "fees": FeesSection,
     "rate": RateSection,
+    "approval": ApprovalSection,
 }
 
 

@@ -123,6 +123,18 @@ class RateSection(PolicySection):
     max_per_hour: int = Field(ge=1, le=1_000_000)
 
 
+class ApprovalSection(PolicySection):
+    """How a person is asked about what ``approve_above`` sends to one (docs/approval.md).
+
+    ``out_of_band = false`` (the default): through MCP elicitation when the client
+    can show a question, else out of band. ``true``: only out of band
+    (``agentic-vault approvals approve ID``), because a client can be set to
+    accept every elicitation by itself, and the agent may control its client.
+    """
+
+    out_of_band: bool = False
+
+
 ChainId = Annotated[int, Field(ge=1, le=CHAIN_ID_MAX)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -142,6 +154,7 @@ class Policy(PolicySection):
     delegation: DelegationSection = Field(default_factory=DelegationSection)
     fees: FeesSection = Field(default_factory=FeesSection)
     rate: RateSection | None = None
+    approval: ApprovalSection = Field(default_factory=ApprovalSection)
 
     _rules: Any = PrivateAttr(default=None)
 

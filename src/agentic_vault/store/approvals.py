@@ -1,12 +1,15 @@
 """Approval requests: waiting for a person, then approved or denied, then used once.
 
     pending ──approve──▶ approved ──used by the matching request──▶ used
-       │  └───deny────▶ denied
+       │  └───deny────▶ denied ◀──deny (revoked before use)──┘
        └──ttl passes──▶ (expired: read as such, never used)
 
 An approval is bound to the request's digest and to the sha256 of the policy
 that asked for it: ``consume`` marks it used only for that digest under that
-policy, before its expiry, and only once (the UPDATE's row count is the proof).
+policy, before its expiry, and only once (the UPDATE's row count is the proof,
+and every write runs in the store's exclusive transaction). A request waits
+``ttl`` for a person; an approval, once given, lasts ``ttl`` from that moment
+(while pending, ``expires - created`` is the ttl, so no column holds it twice).
 """
 
 from __future__ import annotations
@@ -118,12 +121,23 @@ def listing(connection: Connection, since: float) -> list[Approval]:
 def decide(
     connection: Connection, approval_id: str, *, approve: bool, channel: str, now: float
 ) -> Approval | None:
-    """Approve or deny a pending, unexpired request; None if there is none by that id."""
-    changed = connection.execute(
-        "UPDATE approvals SET status = ?, decided = ?, channel = ? "
-        "WHERE id = ? AND status = ? AND expires > ?",
-        ("approved" if approve else "denied", now, channel, approval_id, "pending", now),
-    )
+    """Approve a pending request, or deny a pending or approved one, before its expiry.
+
+    None if no request by that id is in that state. Denying an approved request
+    revokes it: a "no" wins as long as the approval has not been used.
+    """
+    if approve:
+        changed = connection.execute(
+            "UPDATE approvals SET status = ?, decided = ?, channel = ?, "
+            "expires = ? + (expires - created) WHERE id = ? AND status = ? AND expires > ?",
+            ("approved", now, channel, now, approval_id, "pending", now),
+        )
+    else:
+        changed = connection.execute(
+            "UPDATE approvals SET status = ?, decided = ?, channel = ? "
+            "WHERE id = ? AND status IN (?, ?) AND expires > ?",
+            ("denied", now, channel, approval_id, "pending", "approved", now),
+        )
     return get(connection, approval_id) if changed == 1 else None
 
 

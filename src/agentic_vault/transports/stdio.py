@@ -182,6 +182,8 @@ async def stdio_transport(
                     backlog.answered((outcome.params or {}).get("requestId"))
                 if isinstance(outcome, types.JSONRPCRequest | types.JSONRPCNotification):
                     await read_writer.send(SessionMessage(outcome))
+                elif isinstance(outcome, _Reply):
+                    await read_writer.send(SessionMessage(outcome.message))
                 elif outcome is not None:
                     await answer(outcome)
             with anyio.move_on_after(answer_grace):
@@ -348,9 +350,16 @@ async def _lines(fd: int) -> AsyncIterator[bytes | _Refused]:
 Answer = types.JSONRPCMessage | list[types.JSONRPCMessage]
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A response from the client: passed on to the session, never answered."""
+
+    message: types.JSONRPCResponse | types.JSONRPCError
+
+
 def _read_message(
     item: bytes | _Refused, on_refused: RefusalHook | None
-) -> types.JSONRPCRequest | types.JSONRPCNotification | Answer | None:
+) -> types.JSONRPCRequest | types.JSONRPCNotification | _Reply | Answer | None:
     """The message to pass on, or the answer to send back, or None (a refused notification)."""
     if isinstance(item, _Refused):
         return _answer(item, on_refused)
@@ -375,7 +384,8 @@ def _read_message(
         return _answer(_refused(item, "not_jsonrpc", value), on_refused)
     if isinstance(message, types.JSONRPCRequest | types.JSONRPCNotification):
         return message
-    return None  # a response from the client to a request of ours that it may not answer
+    # The client's answer to a request of ours (elicitation/create): the session awaits it.
+    return _Reply(message)
 
 
 def _refused(line: bytes, reason: str, parsed: Any = None) -> _Refused:
