@@ -45,7 +45,7 @@ from ._message import MAX_MESSAGE_BYTES
 from ._results import AddressResult, HealthReport, SignedMessage, SignedTransaction
 from ._transaction import TransactionRequest
 from ._typed_data import MAX_TYPED_DATA_BYTES
-from ._vault import Call, CallCancelled, Prepared, Subject, Vault
+from ._vault import Call, CallCancelled, Guard, Prepared, Subject, Vault
 from ._version import __version__
 
 logger = logging.getLogger("agentic_vault.server")
@@ -248,7 +248,7 @@ class ToolRunner:
         return self._answering + self._busy
 
     async def call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
-        call = Call(spec.name, client_name(context))
+        call = Call(spec.name, client_name(context), guard=caller_guard(context))
         started = time.perf_counter()
         self._answering += 1
         try:
@@ -301,7 +301,7 @@ class ToolRunner:
             call, lambda: self.vault.prepare(make_subject(args), call)
         )
         approval_id = None
-        if prepared.needs_approval and self._elicitable(context):
+        if prepared.needs_approval and self._elicitable(context, call):
             from .approval import elicitation
 
             asked = await elicitation.ask(
@@ -312,10 +312,10 @@ class ToolRunner:
             approval_id = asked
         return await self.in_worker(call, lambda: self.vault.execute(prepared, call, approval_id))
 
-    def _elicitable(self, context: Any) -> bool:
+    def _elicitable(self, context: Any, call: Call) -> bool:
         from .approval.elicitation import can_elicit
 
-        loaded = self.vault.guard.loaded
+        loaded = self.vault.guard_for(call).loaded
         approval_rules = getattr(getattr(loaded, "policy", None), "approval", None)
         if getattr(approval_rules, "out_of_band", False):
             return False
@@ -427,6 +427,13 @@ def client_name(context: Any) -> str:
     info = getattr(params, "client_info", None)
     name = getattr(info, "name", None)
     return f"stdio:{name}" if isinstance(name, str) and name else "stdio"
+
+
+def caller_guard(context: Any) -> Guard | None:
+    """The policy of the HTTP token that made this call, if it has one of its own."""
+    request = getattr(getattr(context, "request_context", None), "request", None)
+    guard = getattr(getattr(request, "state", None), "guard", None)
+    return guard if isinstance(guard, Guard) else None
 
 
 def _validate(spec: ToolSpec, arguments: dict[str, Any]) -> BaseModel:

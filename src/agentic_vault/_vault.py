@@ -195,6 +195,8 @@ class Call:
 
     tool: str
     client: str
+    # The caller's own policy (an HTTP token created with --policy); None: the vault's.
+    guard: Guard | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     record: CallRecord = field(init=False)
 
@@ -254,6 +256,10 @@ class Vault:
         self.approval_ttl = approval_ttl
         self.clock = clock
 
+    def guard_for(self, call: Call) -> Guard:
+        """The policy that judges ``call``: its caller's own, else the server's."""
+        return call.guard or self.guard
+
     # -- reading -----------------------------------------------------------------------
 
     def address(self, call: Call) -> AddressResult:
@@ -301,7 +307,7 @@ class Vault:
                     f"transaction.from: is {claimed}, but this signer's address is "
                     f"{info.address}; remove `from` or set it to the signer's address."
                 )
-        decision, policy_sha = self.guard.decide(subject, info.address, self.clock())
+        decision, policy_sha = self.guard_for(call).decide(subject, info.address, self.clock())
         record.rule = decision.key
         prepared = Prepared(subject, decision, policy_sha, info.address)
         if decision.outcome == "deny":
@@ -370,7 +376,7 @@ class Vault:
         reservations = prepared.decision.reservations
         exceeded = ledger.check(connection, reservations, now)
         if exceeded is not None:
-            rule, error = self.guard.cap_refusal(exceeded, now)
+            rule, error = self.guard_for(call).cap_refusal(exceeded, now)
             call.record.rule = rule
             audit.append(
                 connection,
