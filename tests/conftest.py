@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, settings
 from agentic_vault import KmsSigner, SignerConfig
 from agentic_vault._local_kms import CONTROL, LocalKms
 
+from .conftest_postgres import postgres_control, postgres_server, postgres_url, store_at  # noqa: F401
+
 settings.register_profile(
     "default",
     deadline=None,

@@ -53,6 +53,14 @@ def test_every_shell_block_is_run_here_or_says_what_it_needs(doc: Path) -> None:
             assert value.strip(), f"{doc.name}: empty marker"
 
 
+@pytest.mark.parametrize("doc", [*DOCS, ROOT / "README.md"], ids=lambda p: p.name)
+def test_pasted_blocks_never_close_the_shell(doc: Path) -> None:
+    # Pasted into an SSH session, an `exit` (or `set -e`) ends it.
+    for _, _, language, body in blocks(doc):
+        if language in ("bash", "sh", "shell"):
+            assert not re.search(r"\bexit\b|\bset -e", body), f"{doc.name}:\n{body}"
+
+
 ROLES_ANYWHERE = ROOT / "docs" / "iam-roles-anywhere.md"
 
 

@@ -128,7 +128,8 @@ def test_lines_that_are_not_json_rpc_get_json_rpc_errors(server: RawServer) -> N
     # A batch: one error per element, as JSON-RPC 2.0's own example answers [1, 2, 3].
     server.send(b"[1, 2, 3]")
     answer = server.receive()
-    assert isinstance(answer, list) and len(answer) == 3
+    assert isinstance(answer, list)
+    assert len(answer) == 3
     assert all(item["id"] is None and item["error"]["code"] == -32600 for item in answer)
     _still_serving(server)
     # A structurally wrong message that carries an id is answered with that id.

@@ -182,20 +182,39 @@ _FLAG_OF = {
 }
 
 
+class ConfigProblem(ValueError):
+    """A configuration mistake, worded as one line that names the flag and the fix."""
+
+
 def signer_config_from(
     args: argparse.Namespace, environ: Mapping[str, str], prog: str = "agentic-vault-mcp"
 ) -> Any:
     """Flags first, then the environment; a bad value ends the program (exit 2)."""
+    from ._aws_config import region_problem
+
+    try:
+        config = resolve_signer_config(args, environ)
+        # A region the SDK would take from AWS_DEFAULT_REGION or the profile is refused
+        # like a bad --region, not discovered at the first KMS call.
+        problem = region_problem(config.region, config.profile, environ)
+    except ConfigProblem as exc:
+        fail(str(exc), prog)
+    if problem:
+        fail(problem, prog)
+    return config
+
+
+def resolve_signer_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """The ``SignerConfig`` of the flags and environment, or ``ConfigProblem`` (doctor uses it)."""
     from pydantic import ValidationError
 
     from ._config import SignerConfig
 
     key_id = args.key_id or _env(environ, "VAULT_KEY_ID")
     if not key_id:
-        fail(
+        raise ConfigProblem(
             "no KMS key given: pass --key-id ID or set VAULT_KEY_ID (a key id, key ARN, "
-            "alias/NAME or alias ARN)",
-            prog,
+            "alias/NAME or alias ARN)"
         )
     fields: dict[str, Any] = {"key_id": key_id}
     explicit_region = args.region or _env(environ, "VAULT_REGION")
@@ -223,7 +242,7 @@ def signer_config_from(
         name = str(problem["loc"][0]) if problem["loc"] else ""
         message = problem["msg"].removeprefix("Value error, ")
         flag = _FLAG_OF.get(name, "configuration")
-        fail(f"{flag}: {message}", prog)
+        raise ConfigProblem(f"{flag}: {message}") from None
     return config
 
 
@@ -377,9 +396,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from .commands import approvals, sign, tokens
+    from . import doctor, policy
+    from .commands import approvals, audit, sign, tokens
 
+    doctor.add_command(commands)
     sign.add_commands(commands)
+    policy.add_commands(commands)
+    audit.add_commands(commands)
     approvals.add_commands(commands)
     tokens.add_commands(commands)
     _add_local_kms(commands)

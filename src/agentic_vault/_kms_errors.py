@@ -14,6 +14,10 @@
     NoCredentialsError, PartialCredentialsError         KmsUnavailable         no
     TokenRetrievalError & other SSO token errors        KmsUnavailable         no
     CredentialRetrievalError (credential_process)       KmsUnavailable         no
+    any other error raised inside botocore's
+      credential providers: OSError from running the
+      credential_process helper (missing, not executable,
+      Exec format error), its output not JSON           KmsUnavailable         no
     ProfileNotFound, config parse errors, NoRegionError KmsUnavailable         no
     EndpointConnectionError, timeouts, resets           KmsUnavailable         yes
     RuntimeError "refreshed credentials are still
@@ -21,11 +25,16 @@
     anything else from botocore                         InternalError          no
 
 Messages say what to fix. They may quote AWS's own message (it names the
-principal and the action, never a secret) but never a credential value.
+principal and the action, never a secret) but never a credential value, and a
+password in an endpoint URL (``http://user:PASSWORD@host``) is masked wherever a
+message could show it. What a broken ``credential_process`` helper is and how to
+fix it comes from ``_aws_config``, the code ``agentic-vault doctor`` uses too.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from ._errors import (
@@ -94,6 +103,13 @@ class KmsCallContext:
     key_arn: str | None = None
     profile: str | None = None
     endpoint: str | None = None
+    # The AWS service called: "KMS", or "STS" for doctor's caller identity.
+    service: str = "KMS"
+
+    def __post_init__(self) -> None:
+        # Masked here, at the source, so that no message built from it can show a password.
+        if self.endpoint:
+            object.__setattr__(self, "endpoint", redact_url_credentials(self.endpoint))
 
     @property
     def key_resource(self) -> str:
@@ -113,15 +129,43 @@ class KmsCallContext:
 
 
 _STALE_REFRESH = "refreshed credentials are still expired"
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s\"']+)@")
+
+
+def redact_url_credentials(text: str) -> str:
+    """``scheme://user:PASSWORD@host`` → ``scheme://user:***@host`` (a bare userinfo → ``***``)."""
+
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user + ':***' if colon else '***'}@"
+
+    return _URL_USERINFO.sub(mask, text)
 
 
 def is_sdk_failure(error: Exception) -> bool:
     """Whether ``classify`` knows ``error``; anything else is a bug and keeps its traceback."""
     from botocore import exceptions as bx
 
-    if isinstance(error, RuntimeError):
-        return _STALE_REFRESH in str(error)
-    return isinstance(error, bx.BotoCoreError | bx.ClientError)
+    if isinstance(error, RuntimeError) and _STALE_REFRESH in str(error):
+        return True
+    return isinstance(error, bx.BotoCoreError | bx.ClientError) or _raised_by_credential_provider(
+        error
+    )
+
+
+def _raised_by_credential_provider(error: BaseException) -> bool:
+    """Whether ``error`` came out of botocore's credential providers, not wrapped by them.
+
+    botocore runs ``credential_process`` with ``subprocess.Popen`` and parses its output
+    with ``json.loads``, and lets their errors (``OSError``, ``ValueError``) through as
+    they are: a helper that cannot be run is a credential failure, not a bug of ours.
+    """
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") == "botocore.credentials":
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def classify(error: Exception, ctx: KmsCallContext) -> tuple[VaultError, bool]:
@@ -136,16 +180,18 @@ def classify(error: Exception, ctx: KmsCallContext) -> tuple[VaultError, bool]:
         ), False
     if isinstance(error, bx.ClientError):
         return _client_error(error, ctx)
+    if not isinstance(error, bx.BotoCoreError) and _raised_by_credential_provider(error):
+        return _credential_provider_error(error, ctx), False
     if isinstance(error, bx.NoCredentialsError | bx.PartialCredentialsError):
         return KmsUnavailable(f"{_clip(error)}. {HOW_TO_PROVIDE_CREDENTIALS}"), False
     if isinstance(error, bx.CredentialRetrievalError):
+        known = _known_helper_error(error, ctx)
         return KmsUnavailable(
-            f"the credential_process of the AWS profile failed: {_clip(error)}. Check the "
-            "helper path in ~/.aws/config (one line, no backslash continuations), that the "
+            f"the credential_process of the AWS profile failed: {_clip(error)}.{known} Check "
+            "the helper path in ~/.aws/config (one line, no backslash continuations), that the "
             "--certificate and --private-key files exist and are readable by this user, that "
             "the trust anchor, profile and role ARNs are right and enabled, and that the "
-            f"certificate has not expired; test with `aws sts get-caller-identity "
-            f"{ctx.profile_flag}`."
+            f"certificate has not expired; `{_doctor(ctx)}` checks each of these."
         ), False
     if _is_sso_token_error(error):
         return KmsUnavailable(
@@ -178,9 +224,9 @@ def classify(error: Exception, ctx: KmsCallContext) -> tuple[VaultError, bool]:
         | bx.HTTPClientError,
     ):
         return KmsUnavailable(
-            f"cannot reach KMS in {ctx.where}{_at(ctx)} ({_clip(error)}). Check the network, "
-            "any HTTPS proxy, the region, and AWS_ENDPOINT_URL_KMS if you set one; calls "
-            "work again as soon as KMS is reachable."
+            f"cannot reach {ctx.service} in {ctx.where}{_at(ctx)} ({_clip(error)}). Check the "
+            f"network, any HTTPS proxy, the region, and AWS_ENDPOINT_URL_{ctx.service} if you "
+            f"set one; calls work again as soon as {ctx.service} is reachable."
         ), True
     if isinstance(error, bx.BotoCoreError):
         return InternalError(f"unexpected AWS SDK error during {ctx.operation}: {_clip(error)}"), (
@@ -239,10 +285,64 @@ def _client_error(error: Exception, ctx: KmsCallContext) -> tuple[VaultError, bo
         ), True
     if code in _BAD_CREDENTIALS:
         return KmsUnavailable(
-            f"KMS rejected the credentials ({code}): they are expired, invalid or the "
-            f"system clock is off. {HOW_TO_PROVIDE_CREDENTIALS}"
+            f"{ctx.service} rejected the credentials ({code}): they are expired, invalid or the "
+            f"system clock is off (or the region is wrong). {HOW_TO_PROVIDE_CREDENTIALS}{said}"
         ), False
     return InternalError(f"KMS refused {ctx.operation} with {code or status}.{said}"), False
+
+
+def _credential_provider_error(error: Exception, ctx: KmsCallContext) -> VaultError:
+    """A helper that cannot be run, or whose output is not credentials: path, cause, fix."""
+    from ._aws_config import inspect_program, profile_credential_process, profile_in_effect
+
+    profile, _ = profile_in_effect(ctx.profile, os.environ)
+    then = f"Then check the whole setup with `{_doctor(ctx)}`."
+    if isinstance(error, OSError) and error.filename:
+        finding = inspect_program(os.fsdecode(error.filename), os.environ)
+        cause = finding.problem or (
+            f"it is {finding.description}, yet the system refused to run it (a truncated "
+            "or corrupt download?)"
+        )
+        fix = finding.fix or "replace it with a working copy of the helper"
+        return KmsUnavailable(
+            f"the credential_process helper {finding.path} of profile {profile} cannot be run "
+            f"({error.strerror}): {cause}. Fix: {fix}. {then}"
+        )
+    if isinstance(error, ValueError):
+        process = profile_credential_process(ctx.profile, os.environ)
+        if process is not None and process.problem:
+            return KmsUnavailable(
+                f"the credential_process of profile {profile} cannot be run: {process.problem}. "
+                f"Fix its quotes so that it reads as one command line. {then}"
+            )
+        # The message of a JSON or UTF-8 decoding error names a position, never the text.
+        return KmsUnavailable(
+            f"the credential_process of profile {profile} did not print credentials "
+            f"({type(error).__name__}: {_clip(error, 160)}). Run it by hand: it must print one "
+            "JSON object with Version 1, AccessKeyId, SecretAccessKey, SessionToken and "
+            f"Expiration. {then}"
+        )
+    return KmsUnavailable(
+        f"the AWS credential provider of profile {profile} failed ({type(error).__name__}); "
+        f"run its credential_process by hand to see why. {then}"
+    )
+
+
+def _known_helper_error(error: Exception, ctx: KmsCallContext) -> str:
+    """`` That means CAUSE; fix: FIX.`` for an error ``aws_signing_helper`` is known to print."""
+    from ._aws_config import explain_helper_error, profile_credential_process
+
+    said = str(getattr(error, "kwargs", {}).get("error_msg") or error)
+    diagnosis = explain_helper_error(said, profile_credential_process(ctx.profile, os.environ))
+    if diagnosis is None:
+        return ""
+    return f" That means {diagnosis.cause}; fix: {diagnosis.fix}."
+
+
+def _doctor(ctx: KmsCallContext) -> str:
+    return (
+        f"agentic-vault doctor --profile {ctx.profile}" if ctx.profile else "agentic-vault doctor"
+    )
 
 
 def _is_sso_token_error(error: Exception) -> bool:
@@ -265,5 +365,5 @@ def _at(ctx: KmsCallContext) -> str:
 
 
 def _clip(value: object, limit: int = 400) -> str:
-    text = " ".join(str(value).split())
+    text = redact_url_credentials(" ".join(str(value).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -55,17 +55,27 @@ class EmulatorControl:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.key_ids: dict[str, list[str]] = {}  # operation -> the KeyId of each request
+        self.messages: list[bytes] = []  # the Message of each Sign, retries included
         self.digest_corrections = 0
         self.latency: dict[str, float] = {}
+        # An operation whose gate is here waits until the gate is set (at most a minute).
+        self.gates: dict[str, threading.Event] = {}
 
-    def record(self, operation: str, key_id: str | None = None) -> None:
+    def record(
+        self, operation: str, key_id: str | None = None, message: bytes | None = None
+    ) -> None:
         with self._lock:
             self.calls[operation] += 1
             if key_id is not None:
                 self.key_ids.setdefault(operation, []).append(key_id)
+            if message is not None:
+                self.messages.append(message)
         delay = self.latency.get(operation, 0.0)
         if delay:
             time.sleep(delay)
+        gate = self.gates.get(operation)
+        if gate is not None:
+            gate.wait(60)
 
     def corrected(self) -> None:
         with self._lock:
@@ -75,8 +85,12 @@ class EmulatorControl:
         with self._lock:
             self.calls.clear()
             self.key_ids = {}
+            self.messages = []
             self.digest_corrections = 0
             self.latency = {}
+            for gate in self.gates.values():
+                gate.set()
+            self.gates = {}
 
 
 CONTROL = EmulatorControl()
@@ -107,7 +121,12 @@ def install_corrections() -> None:
             return _answer_without_crashing(self)
 
         def sign(self: Any) -> str:
-            CONTROL.record("Sign", self._get_param("KeyId"))
+            message = self._get_param("Message")
+            CONTROL.record(
+                "Sign",
+                self._get_param("KeyId"),
+                message.encode("utf-8") if isinstance(message, str) else message,
+            )
             key = _usable_key(self)
             if self._get_param("MessageType") != "DIGEST":
                 return MOTO_HANDLERS["Sign"](self)

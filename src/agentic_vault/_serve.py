@@ -57,7 +57,9 @@ def serve_stdio(settings: VaultSettings) -> int:
             await tasks.start(stop_on_signal, runner, vault)
             await tasks.start(reload_on_sighup, vault)
             log_start(vault, settings, "stdio")
-            async with stdio_transport(on_refused=runner.audit_refusal) as (read, write):
+            async with stdio_transport(
+                on_refused=runner.audit_refusal, answer_grace=runner.call_timeout + DRAIN_MARGIN
+            ) as (read, write):
                 # MCPServer serves stdio only through the SDK's transport, which drops
                 # lines it cannot parse; ours answers them, so serve its streams directly.
                 lowlevel = server._lowlevel_server

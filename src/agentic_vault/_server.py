@@ -259,6 +259,10 @@ class ToolRunner:
                 )
             result = await self._run(spec, arguments, call, context)
         except VaultError as error:
+            # Its traceback holds the frames, and so the arguments, of the call; and the
+            # worker's future holds the error: a cycle that would keep a large request in
+            # memory until the next full garbage collection.
+            error.__traceback__ = error.__context__ = None
             self._audit(call, started, error)
             return _error_result(error)
         except CallCancelled:

@@ -214,7 +214,7 @@ class KmsSigner:
         started = time.perf_counter()
         metadata = self._describe(self.config.key_id, problems)
         latency_ms = round((time.perf_counter() - started) * 1000, 2) if metadata else None
-        key_problems = _key_metadata_problems(self.config.key_id, metadata)
+        key_problems = key_metadata_problems(self.config.key_id, metadata)
         info = self._key_info
         if info is None and not problems and not key_problems:
             # Only a usable key is worth a GetPublicKey; its problems are listed below.
@@ -227,7 +227,7 @@ class KmsSigner:
             # The alias moved; what signs is still the pinned key: report that one.
             problems.append(_drift_problem(self.config.key_id, target, info.key_arn))
             metadata = self._describe(info.key_arn, problems)
-            key_problems = _key_metadata_problems(info.key_arn, metadata)
+            key_problems = key_metadata_problems(info.key_arn, metadata)
         problems.extend(key_problems)
         expected = self.config.expected_address
         unexpected = info is not None and not self._is_expected(info)
@@ -282,7 +282,7 @@ def _drift_problem(key_id: str, target: str, pinned: str) -> str:
     )
 
 
-def _key_metadata_problems(key_id: str, metadata: Mapping[str, Any]) -> list[str]:
+def key_metadata_problems(key_id: str, metadata: Mapping[str, Any]) -> list[str]:
     spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
     usage = metadata.get("KeyUsage")
     state = metadata.get("KeyState")

@@ -94,10 +94,6 @@ class Subject:
 # -- what a policy decision must offer --------------------------------------------------
 
 
-class Effect(Protocol):
-    def describe(self) -> str: ...
-
-
 class Decision(Protocol):
     @property
     def outcome(self) -> Literal["allow", "deny", "approve"]: ...
@@ -109,7 +105,7 @@ class Decision(Protocol):
     def reason(self) -> str: ...
 
     @property
-    def effects(self) -> Sequence[Effect]: ...
+    def summary(self) -> str: ...  # the effects in plain words, one per line
 
     @property
     def reservations(self) -> Sequence[ledger.Reservation]: ...
@@ -122,7 +118,7 @@ class _Unguarded:
     outcome: Literal["allow", "deny", "approve"] = "allow"
     key: str = "none"
     reason: str = "no policy is configured"
-    effects: Sequence[Effect] = ()
+    summary: str = ""
     reservations: Sequence[ledger.Reservation] = ()
 
 
@@ -158,16 +154,18 @@ class Guard:
 
     def cap_refusal(self, exceeded: ledger.Exceeded, now: float) -> tuple[str, PolicyDenied]:
         """The policy key that refused and the refusal, for a reservation that did not fit."""
-        from .policy import cap_denial
+        from .policy import Reservation, cap_denial
 
+        reservation = exceeded.reservation
+        assert isinstance(reservation, Reservation)  # the ledger holds what evaluate asked
         frees_at = exceeded.frees_at()
         denial = cap_denial(
-            exceeded.reservation,  # type: ignore[arg-type]
+            reservation,
             used=exceeded.usage.used,
             frees_at=datetime.fromtimestamp(frees_at, UTC) if frees_at is not None else None,
             now=datetime.fromtimestamp(now, UTC),
         )
-        return denial.key, PolicyDenied(f"{denial.key}: {denial.reason}")
+        return denial.key, denial.error()
 
 
 # -- one call --------------------------------------------------------------------------------
@@ -466,7 +464,7 @@ class Vault:
             "address": prepared.address,
             "rule": rule or prepared.decision.key,
             "policy_sha256": prepared.policy_sha256,
-            "effects": [effect.describe() for effect in prepared.decision.effects],
+            "effects": prepared.decision.summary.splitlines(),
         }
         if approval is not None:
             fields["approval"] = approval

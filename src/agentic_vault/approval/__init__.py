@@ -26,21 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Approval", "decide", "file_request", "summarize"]
 
-CHAIN_NAMES = {
-    1: "Ethereum",
-    10: "OP Mainnet",
-    56: "BNB Smart Chain",
-    100: "Gnosis",
-    137: "Polygon",
-    324: "zkSync Era",
-    8453: "Base",
-    42161: "Arbitrum One",
-    43114: "Avalanche C-Chain",
-    59144: "Linea",
-    534352: "Scroll",
-    11155111: "Sepolia",
-    84532: "Base Sepolia",
-}
 _TOOL_WORDS = {
     "sign_transaction": "a transaction",
     "sign_typed_data": "typed data (EIP-712)",
@@ -48,18 +33,14 @@ _TOOL_WORDS = {
 }
 
 
-def chain_name(chain_id: int | None) -> str:
-    if chain_id is None:
-        return "no chain"
-    name = CHAIN_NAMES.get(chain_id)
-    return f"{name} (chain {chain_id})" if name else f"chain {chain_id}"
-
-
 def summarize(prepared: Prepared) -> str:
     """What will be signed, in plain words, with the digest a person can compare."""
+    from ..policy.units import chain_label
+
     subject = prepared.subject
-    lines = [f"Sign {_TOOL_WORDS[subject.tool]} on {chain_name(subject.chain_id)}:"]
-    effects = [effect.describe() for effect in prepared.decision.effects]
+    chain = chain_label(subject.chain_id) if subject.chain_id is not None else "no chain"
+    lines = [f"Sign {_TOOL_WORDS[subject.tool]} on {chain}:"]
+    effects = prepared.decision.summary.splitlines()
     lines.extend(f"- {text}" for text in effects or ["(no decoded effect)"])
     if prepared.decision.reason:
         lines.append(f"Why a person is asked: {prepared.decision.reason}")

@@ -82,7 +82,12 @@ class SqliteBackend:
     def explain(self, error: BaseException) -> str:
         text = str(error).lower()
         where = f"the state directory {self.directory}"
-        if "readonly" in text or "read-only" in text or isinstance(error, PermissionError):
+        if (
+            "readonly" in text
+            or "read-only" in text
+            or isinstance(error, PermissionError)
+            or _on_read_only_file_system(self.directory)
+        ):
             return (
                 f"{where} is read-only or not writable by this user ({error}); make it writable "
                 "(the server resumes by itself) or point --state-dir at a writable directory."
@@ -105,3 +110,11 @@ class SqliteBackend:
                 "to start a new trail (and keep the old one for `agentic-vault audit verify`)."
             )
         return f"the store at {self.path} failed: {error}."
+
+
+def _on_read_only_file_system(directory: Path) -> bool:
+    """SQLite says only "unable to open database file" when WAL cannot create its files."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -197,7 +197,7 @@ class Store:
             try:
                 connection.rollback()
                 connection.close()
-            except Exception:
+            except Exception:  # a broken connection may fail to close; drop it
                 logger.debug("closing a failed store connection failed too", exc_info=True)
 
     # -- reading -----------------------------------------------------------------------
@@ -224,7 +224,7 @@ class Store:
             try:
                 connection.rollback()
                 connection.close()
-            except Exception:
+            except Exception:  # closing a snapshot that failed
                 logger.debug("closing a store snapshot failed", exc_info=True)
 
     # -- health and shutdown -----------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +53,12 @@ _PAGE = 1000
 
 def canonical_json(record: dict[str, Any]) -> str:
     """The one text of ``record`` that is hashed and stored."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # A lone surrogate (JSON input may hold "\\ud800") has no UTF-8 form: keep it escaped.
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def hash_text(text: str) -> str:
@@ -141,7 +147,8 @@ def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
             after = seq
             problem = _check_record(seq, text, stored, expected_seq, previous_hash)
             if problem is not None:
-                return Verdict(False, count, expected_seq - 1, previous_hash, problem, seq)
+                first_bad = min(seq, expected_seq)  # a gap names the first record missing
+                return Verdict(False, count, expected_seq - 1, previous_hash, problem, first_bad)
             if want_hash is not None and (stored == want_hash or seq == want_seq):
                 rows_seen[seq] = stored
             previous_hash = stored
@@ -153,16 +160,9 @@ def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
     (stored_seq, stored_hash), *_ = connection.query(
         "SELECT seq, hash FROM audit_head WHERE id = 1"
     )
-    if int(stored_seq) != head_seq or stored_hash != head_hash:
-        return Verdict(
-            False,
-            count,
-            head_seq,
-            head_hash,
-            f"the trail ends at record {head_seq}, but the store's head is record "
-            f"{stored_seq} ({stored_hash}): records after {head_seq} were removed.",
-            head_seq + 1,
-        )
+    head_problem = _check_head(head_seq, head_hash, int(stored_seq), str(stored_hash))
+    if head_problem is not None:
+        return Verdict(False, count, head_seq, head_hash, *head_problem)
     if want_hash is not None and want_hash not in rows_seen.values():
         where = f"record {want_seq}" if want_seq is not None else "a record"
         return Verdict(
@@ -177,17 +177,47 @@ def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
     return Verdict(True, count, head_seq, head_hash)
 
 
+def _check_head(
+    head_seq: int, head_hash: str, stored_seq: int, stored_hash: str
+) -> tuple[str, int] | None:
+    """The trail's last record against ``audit_head``, which every append updates."""
+    if stored_seq > head_seq:
+        return (
+            f"the trail ends at record {head_seq}, but the store's head is record "
+            f"{stored_seq} ({stored_hash}): records after {head_seq} were removed.",
+            head_seq + 1,
+        )
+    if stored_seq < head_seq:
+        added = (
+            f"record {head_seq} was"
+            if head_seq == stored_seq + 1
+            else f"records {stored_seq + 1}-{head_seq} were"
+        )
+        return (
+            f"{added} inserted after the store's head (record {stored_seq}), not appended by "
+            "agentic-vault.",
+            stored_seq + 1,
+        )
+    if stored_hash != head_hash:
+        return (
+            f"record {head_seq} is not the one the store's head names ({stored_hash}): it "
+            "was replaced.",
+            head_seq,
+        )
+    return None
+
+
 def _check_record(
     seq: int, text: str, stored: str, expected_seq: int, previous_hash: str
 ) -> str | None:
     if seq != expected_seq:
         if seq > expected_seq:
             missing = (
-                f"record {expected_seq}"
+                f"record {expected_seq} was"
                 if seq == expected_seq + 1
-                else f"records {expected_seq}-{seq - 1}"
+                else f"records {expected_seq}-{seq - 1} were"
             )
-            return f"{missing} were removed: the trail jumps from {expected_seq - 1} to {seq}."
+            return f"{missing} removed: the trail jumps from {expected_seq - 1} to {seq}."
         return f"record {seq} appears twice."
     fields = _parse(text)
     if "_unparsable" in fields or canonical_json(fields) != text:
@@ -201,8 +231,8 @@ def _check_record(
         )
     if fields.get("prev_hash") != previous_hash:
         return (
-            f"record {seq} does not follow record {seq - 1} (its prev_hash differs): a record "
-            "before it was removed, inserted or swapped."
+            f"record {seq} does not follow record {seq - 1} (its prev_hash differs): record "
+            f"{seq - 1} was altered and re-hashed, or records were removed, inserted or swapped."
         )
     return None
 

@@ -66,7 +66,7 @@ class Limits:
     """How much unanswered input the server holds before it stops reading."""
 
     max_pending: int = 128
-    max_pending_bytes: int = 16 * 1024 * 1024
+    max_pending_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class _Backlog:
         self._bytes = 0
         self._room = anyio.Event()
         self._room.set()
+        self._empty = anyio.Event()
 
     def add(self, request_id: RequestId, size: int) -> None:
         self._sizes.setdefault(request_id, []).append(size)
@@ -110,6 +111,14 @@ class _Backlog:
             del self._sizes[request_id]
         if not self._full():
             self._room.set()
+        if not self._count:
+            self._empty.set()
+
+    async def drained(self) -> None:
+        """Wait until every request read so far has been answered."""
+        while self._count:
+            self._empty = anyio.Event()
+            await self._empty.wait()
 
     def _full(self) -> bool:
         return (
@@ -129,14 +138,21 @@ class _Backlog:
 
 @asynccontextmanager
 async def stdio_transport(
-    on_refused: RefusalHook | None = None, limits: Limits | None = None
+    on_refused: RefusalHook | None = None,
+    limits: Limits | None = None,
+    answer_grace: float = 60.0,
 ) -> AsyncIterator[
     tuple[
         anyio.abc.ObjectReceiveStream[SessionMessage | Exception],
         anyio.abc.ObjectSendStream[SessionMessage],
     ]
 ]:
-    """Read and write streams for a low-level MCP server, over this process's stdio."""
+    """Read and write streams for a low-level MCP server, over this process's stdio.
+
+    At EOF the read stream stays open until every request read has been answered
+    (at most ``answer_grace`` seconds): the SDK ends the session, and drops the
+    answers still to come, as soon as it sees the end of its input.
+    """
     in_fd, out_fd = claim_stdio()
     write_frame = _frame_writer(out_fd)
     write_lock = anyio.Lock()
@@ -168,6 +184,8 @@ async def stdio_transport(
                     await read_writer.send(SessionMessage(outcome))
                 elif outcome is not None:
                     await answer(outcome)
+            with anyio.move_on_after(answer_grace):
+                await backlog.drained()
 
     async def writer() -> None:
         async with write_reader:
@@ -348,6 +366,9 @@ def _read_message(
         return _answer_batch(value)
     if _depth_exceeds(value, 64):
         return _answer(_refused(item, "too_deep", value), on_refused)
+    if isinstance(value, dict) and "id" in value and not _valid_id(value["id"]):
+        # The SDK's model would read it as a notification and never answer.
+        return _answer(_refused(item, "not_jsonrpc", value), on_refused)
     try:
         message = types.jsonrpc_message_adapter.validate_python(value, by_name=False)
     except ValidationError:
