@@ -1,14 +1,13 @@
 """Several ``agentic-vault-mcp --transport http`` replicas on one store, as behind a load balancer.
 
-Needs the PostgreSQL store (``agentic_vault.store._postgres``) and its test
-fixture ``postgres_url`` (a fresh, empty store per test), and for the capped
-workload the policy package (``agentic_vault.policy``): each test says which it
-is missing until they are there.
+Two servers share one store (PostgreSQL, the replicas' store, and SQLite,
+which several processes on one machine may share too): a token revoked
+through either is refused by both at once, and ten clients spread over the
+two can never sign past a daily cap between them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,6 @@ from .test_http import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-HAS_POSTGRES = importlib.util.find_spec("agentic_vault.store._postgres") is not None
-HAS_POLICY = importlib.util.find_spec("agentic_vault.policy") is not None
-needs_postgres = pytest.mark.skipif(
-    not HAS_POSTGRES, reason="the PostgreSQL store (branch h5-postgres) is not merged yet"
-)
-needs_policy = pytest.mark.skipif(
-    not HAS_POLICY, reason="the policy package (branch h3-policy) is not merged yet"
-)
 
 TREASURY = "0x1111111111111111111111111111111111111111"
 CLIENTS = 10
@@ -78,7 +68,7 @@ def key_alias(emulator: LocalKms) -> str:
     return alias
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=needs_postgres)])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """The environment that points servers and commands at one store shared by all."""
     if request.param == "postgresql":
@@ -135,12 +125,10 @@ async def test_a_token_revoked_through_one_replica_is_refused_by_the_other_at_on
     assert CONTROL.calls["Sign"] == 2
 
 
-@needs_policy
 async def test_ten_clients_on_two_replicas_never_overshoot_a_daily_cap(
-    env: dict[str, str], tmp_path: Path, servers: list[HttpServer], state: dict[str, str]
+    emulator: LocalKms, key_alias: str, tmp_path: Path, servers: list[HttpServer], postgres_url: str
 ) -> None:
-    if "VAULT_STATE_DIR" in state:
-        pytest.skip("the capped workload runs on PostgreSQL, the shared store of replicas")
+    env = server_env(emulator, tmp_path, VAULT_KEY_ID=key_alias, VAULT_STATE_URL=postgres_url)
     policy = tmp_path / "policy.toml"
     policy.write_text(CAPPED_POLICY)
     policy.chmod(0o600)

@@ -299,7 +299,7 @@ class ToolRunner:
         make_subject = spec.subject
         if make_subject is None:
             if spec.name == "health_check":
-                return await self.in_worker(call, self.vault.health)
+                return await self.in_worker(call, lambda: self.vault.health(call))
             return await self.in_worker(call, lambda: self.vault.address(call))
         prepared: Prepared = await self.in_worker(
             call, lambda: self.vault.prepare(make_subject(args), call)

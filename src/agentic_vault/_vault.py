@@ -265,11 +265,12 @@ class Vault:
         call.record.address = info.address
         return AddressResult(address=info.address)
 
-    def health(self) -> HealthReport:
-        """The signer's report, with the policy in force and whether the store can be written."""
+    def health(self, call: Call | None = None) -> HealthReport:
+        """The signer's report, with the policy in force (for ``call``'s caller) and whether
+        the store can be written."""
         report = self.signer.health()
         state = self.store.health()
-        loaded = self.guard.loaded
+        loaded = (self.guard_for(call) if call is not None else self.guard).loaded
         problems = list(report.problems)
         if not state.ok:
             problems.append(f"state_unavailable: {state.problem} Signing is refused until then.")

@@ -9,7 +9,10 @@
 
 The token is looked up in the durable store on every request (one indexed
 read), so a token revoked through any server on the store is refused by all
-of them at once. The gate also sets the SDK's principal (``scope["user"]``
+of them at once. Only refusals are remembered (``REFUSED_MEMORY`` of them): a
+token unknown or revoked once stays so, since revocation is final and a new
+token is always new random bytes, so a client retrying a dead token costs the
+store nothing. The gate also sets the SDK's principal (``scope["user"]``
 and the auth context): an MCP session, and a sealed request state, belong to
 the token that made them. Host and Origin are checked by the SDK against the
 names ``listen.HttpSettings`` allows (DNS rebinding: 421 and 403), and bodies
@@ -29,7 +32,7 @@ import json
 import logging
 import socket
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,6 +64,7 @@ logger = logging.getLogger("agentic_vault.server")
 # session is not counted). The server's own bound is the tool-call pool, max_concurrency.
 MAX_REQUESTS_PER_TOKEN = 16
 BACKLOG = 2048  # uvicorn's default
+REFUSED_MEMORY = 4096  # hashes of tokens found unknown or revoked
 # Once every call is answered, how long open event streams may take to close.
 SHUTDOWN_GRACE = 1.0
 REALM = 'Bearer realm="agentic-vault"'
@@ -106,6 +110,8 @@ class TokenGate:
         self.runner = runner
         self.policies = TokenPolicies()
         self.in_progress: Counter[str] = Counter()
+        self.refused: OrderedDict[str, None] = OrderedDict()
+        self._refused_lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan: the SDK's session manager starts here
@@ -172,8 +178,18 @@ class TokenGate:
 
     def _authenticate(self, token: str) -> tuple[tokens.Bearer | None, Guard | None]:
         """Who the token speaks for, and its own policy's guard; on a worker thread."""
+        digest = tokens.token_sha256(token)
+        with self._refused_lock:
+            if digest in self.refused:
+                return None, None
         bearer = self.store.read(lambda connection: tokens.lookup(connection, token))
-        if bearer is None or bearer.policy is None:
+        if bearer is None:
+            with self._refused_lock:
+                self.refused[digest] = None
+                while len(self.refused) > REFUSED_MEMORY:
+                    self.refused.popitem(last=False)
+            return None, None
+        if bearer.policy is None:
             return bearer, None
         try:
             return bearer, self.policies.guard(bearer.policy)
