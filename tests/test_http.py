@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -453,7 +454,7 @@ async def test_tls_on_a_non_loopback_address_with_a_certificate_the_client_trust
         *("--allowed-host", "localhost"),
     )
     servers.append(server)
-    assert server.url.startswith("https://127.0.0.1:")
+    assert server.url.startswith("https://localhost:")
     trusting = ssl.create_default_context(cafile=str(cert))
     async with http_client(server.url, token, verify=trusting) as client:
         address = structured(await client.call_tool("get_address", {}))["address"]
@@ -710,3 +711,60 @@ def test_the_mcp_inspector_cli_lists_the_tools_and_signs_over_http_with_a_token(
     assert denied.returncode != 0
     assert "unauthorized: " in denied.stdout + denied.stderr, denied.stdout
     assert CONTROL.calls["Sign"] == 1
+
+
+# -- docs/deployment.md ------------------------------------------------------------------------
+
+DEPLOYMENT = Path(__file__).resolve().parent.parent / "docs" / "deployment.md"
+
+
+def _doc_blocks() -> list[tuple[str | None, str, str, str]]:
+    from .test_docs import blocks
+
+    return blocks(DEPLOYMENT)
+
+
+def test_the_deployment_guide_token_commands_run(env: dict[str, str], tmp_path: Path) -> None:
+    script = next(body for kind, value, _, body in _doc_blocks() if value == "tokens")
+    (tmp_path / "ci-policy.toml").write_text(ONLY_CHAIN_1_TEXT)
+    (tmp_path / "ci-policy.toml").chmod(0o600)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script.replace("agentic-vault ", f"{CLI} ")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    tokens = [line for line in result.stdout.splitlines() if line.startswith("avt_")]
+    assert len(tokens) == 3
+    assert len(set(tokens)) == 3
+    listed = token_command(env, "list", "--json").stdout.splitlines()
+    by_name = {entry["name"]: entry for entry in map(json.loads, listed)}
+    assert by_name["ci-deployer"]["policy"] == str(tmp_path / "ci-policy.toml")
+    assert by_name["claude-code"]["revoked"] is None  # revoked, then made again
+
+
+def test_the_deployment_guide_uses_real_flags_variables_and_valid_json() -> None:
+    from agentic_vault._cli import mcp_parser
+
+    text = DEPLOYMENT.read_text()
+    options = {flag for action in mcp_parser()._actions for flag in action.option_strings}
+    for flag in re.findall(r"`(--[a-z-]+)", text):
+        if flag not in ("--policy", "--state-dir", "--state-url", "--stored-auth-only"):
+            assert flag in options, flag
+    documented = (DEPLOYMENT.parent.parent / ".env.example").read_text()
+    for name in set(re.findall(r"\b(VAULT_[A-Z_]+)", text)):
+        assert f"{name}=" in documented, name
+    configurations = [
+        json.loads(body) for _, _, language, body in _doc_blocks() if language == "json"
+    ]
+    assert len(configurations) == 3  # Claude Desktop, Cursor, VS Code
+    for configuration in configurations:
+        servers = configuration.get("mcpServers") or configuration["servers"]
+        assert set(servers) == {"agentic-vault"}
+        text_of_server = json.dumps(servers)
+        assert "/mcp" in text_of_server
+        assert "Bearer" in text_of_server

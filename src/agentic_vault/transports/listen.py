@@ -85,8 +85,11 @@ class HttpSettings(BaseModel):
 
     def url(self, port: int | None = None) -> str:
         """Where clients reach the MCP endpoint (``port``: the one actually bound)."""
-        host = "127.0.0.1" if self.host in WILDCARDS else self.host
-        return f"{self.scheme}://{host_in_url(host)}:{port or self.port}{MCP_PATH}"
+        host = host_in_url(self.host)
+        if self.host in WILDCARDS:  # the first name clients use, without a port of its own
+            name = self.allowed_hosts[0] if self.allowed_hosts else "127.0.0.1"
+            host = name if name.endswith("]") else name.rpartition(":")[0] or name
+        return f"{self.scheme}://{host}:{port or self.port}{MCP_PATH}"
 
     @model_validator(mode="after")
     def _check(self) -> HttpSettings:
