@@ -114,8 +114,11 @@ class TokenGate:
         self._refused_lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # the lifespan: the SDK's session manager starts here
+        if scope["type"] == "lifespan":  # the SDK's session manager starts here
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a WebSocket: nothing here speaks it, refuse the upgrade
+            await send({"type": "websocket.close", "code": 1008})
             return
         if self.runner.stopping is not None:
             await _refuse(
