@@ -3,14 +3,19 @@
 Quantities follow Ethereum JSON-RPC tooling: a JSON integer, a decimal string
 or a ``0x`` hex string. Byte strings are ``0x`` hex of even length. Addresses
 are 20 bytes; a mixed-case address must carry a valid EIP-55 checksum (it is
-the only typo detector an address has). Every refusal names the field.
+the only typo detector an address has). Every refusal names the field, and an
+unknown field gets a hint: the name other tools use for it (``gasLimit`` →
+``gas``) or the closest known name (a typo).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,11 +25,13 @@ from pydantic import (
     GetJsonSchemaHandler,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 from ._errors import InvalidInput
+from ._json import format_path
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,6 +48,108 @@ class StrictModel(BaseModel):
     """Refuses unknown fields; validates by the wire (camelCase) names."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_by_alias=True)
+    # Wire names a model accepts besides its fields' (a before-validator renames them).
+    extra_wire_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A ValidationError names only its model (``title``); this finds the class again.
+        _STRICT_MODELS[cls.model_config.get("title") or cls.__name__] = cls
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_text(cls, data: Any) -> Any:
+        # pydantic cannot read a key with a lone surrogate, and would blame the whole object.
+        if isinstance(data, dict):
+            for key in data:
+                if isinstance(key, str) and not key.isascii() and not _has_utf8_form(key):
+                    raise field_error(
+                        format_path((key,), ""),
+                        "unknown field (its name holds an unpaired UTF-16 surrogate); remove it",
+                    )
+        return data
+
+    @classmethod
+    def wire_names(cls) -> list[str]:
+        """The field names a caller may send, in declaration order."""
+        names = [field.alias or name for name, field in cls.model_fields.items()]
+        return names + list(cls.extra_wire_names)
+
+
+_STRICT_MODELS: dict[str, type[StrictModel]] = {}
+
+
+def _has_utf8_form(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# Names other tools and libraries use for our fields (web3.py, ethers, viem, RPC nodes...).
+FIELD_ALIASES = {
+    "gasLimit": "gas",
+    "gas_limit": "gas",
+    "gaslimit": "gas",
+    "chainID": "chainId",
+    "chain_id": "chainId",
+    "gas_price": "gasPrice",
+    "maxFee": "maxFeePerGas",
+    "max_fee": "maxFeePerGas",
+    "maxPriorityFee": "maxPriorityFeePerGas",
+    "max_priority_fee": "maxPriorityFeePerGas",
+    "priorityFee": "maxPriorityFeePerGas",
+    "priorityFeePerGas": "maxPriorityFeePerGas",
+    "tip": "maxPriorityFeePerGas",
+    "maxBlobFee": "maxFeePerBlobGas",
+    "blobGasPrice": "maxFeePerBlobGas",
+    "blobHashes": "blobVersionedHashes",
+    "blob_hashes": "blobVersionedHashes",
+    "authorizations": "authorizationList",
+    "calldata": "data",
+    "callData": "data",
+    "recipient": "to",
+    "amount": "value",
+    "sender": "from",
+    "txType": "type",
+    "tx_type": "type",
+    "transactionType": "type",
+    "storageSlots": "storageKeys",
+    "slots": "storageKeys",
+    "keys": "storageKeys",
+    "v": "yParity",
+    "contractAddress": "address",
+    "typedData": "typed_data",
+    "typedDataJson": "typed_data",
+    "tx": "transaction",
+    "text": "message",
+    "data": "message",
+}
+
+
+def suggest_field(unknown: str, known: Sequence[str]) -> str | None:
+    """The known field ``unknown`` most likely meant: an alias, another spelling, a typo."""
+    alias = FIELD_ALIASES.get(unknown)
+    if alias in known:
+        return alias
+    folded = {name.lower().replace("_", ""): name for name in known}
+    same = folded.get(unknown.lower().replace("_", "").replace("-", ""))
+    if same is not None:
+        return same
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_field_message(unknown: str, known: Sequence[str]) -> str:
+    """``unknown field; did you mean `gas`?`` or the list of the fields there are."""
+    suggestion = suggest_field(unknown, known)
+    if suggestion is not None:
+        return f"unknown field; did you mean `{suggestion}`?"
+    if not known:
+        return "unknown field; remove it (none are taken here)"
+    return f"unknown field; remove it (the fields are: {', '.join(known)})"
 
 
 def parse_quantity(value: Any, maximum: int = UINT256_MAX, minimum: int = 0) -> int:
@@ -225,28 +334,83 @@ Quantity = Annotated[int, QuantityField()]
 
 
 def location(loc: tuple[int | str, ...], root: str) -> str:
-    """A pydantic error location as a path: ``transaction.accessList[0].address``."""
-    text = root
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
+    """A pydantic error location as a path: ``transaction.accessList[0].address``.
+
+    A key that is not a plain name is shown JSON-quoted: ``transaction["\\ud800"]``.
+    """
+    return format_path(loc, root)
 
 
-def invalid_input_from(error: ValidationError, root: str, max_items: int = 5) -> InvalidInput:
-    """One ``invalid_input`` naming every offending field (up to ``max_items``)."""
+def join_path(where: str, relative: str) -> str:
+    """``transaction`` + ``accessList[0]`` → ``transaction.accessList[0]``."""
+    if not where or not relative:
+        return where or relative
+    return where + relative if relative.startswith("[") else f"{where}.{relative}"
+
+
+def _nested_model(annotation: Any) -> type[StrictModel] | None:
+    """The strict model an annotation holds (``list[Entry] | None`` → ``Entry``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, StrictModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_fields_at(
+    model: type[StrictModel] | None, path: tuple[int | str, ...]
+) -> list[str] | None:
+    """The wire names of the model found by following ``path`` from ``model`` (if any)."""
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        field = fields.get(part)
+        model = _nested_model(field.annotation) if field is not None else None
+    return model.wire_names() if model is not None else None
+
+
+def invalid_input_from(
+    error: ValidationError,
+    root: str,
+    max_items: int = 5,
+    model: type[StrictModel] | None = None,
+) -> InvalidInput:
+    """One ``invalid_input`` naming every offending field (up to ``max_items``).
+
+    ``model`` (by default the strict model the error names) lets an unknown field
+    get a hint: the field meant, or the fields there are.
+    """
+    model = model or _STRICT_MODELS.get(error.title)
     problems: list[str] = []
     for item in error.errors(include_url=False, include_input=False):
         loc = tuple(item["loc"])
         kind = item["type"]
         context = item.get("ctx") or {}
         if kind == "field_rule":
-            problems.append(f"{location((*loc, context['field']), root)}: {context['message']}")
+            problems.append(
+                f"{join_path(location(loc, root), context['field'])}: {context['message']}"
+            )
             continue
         where = location(loc, root) or "arguments"
         if kind == "extra_forbidden":
-            problems.append(f"{where}: unknown field; remove it (check the spelling)")
+            known = _known_fields_at(model, loc[:-1])
+            unknown = loc[-1]
+            if isinstance(unknown, str) and known is not None:
+                problems.append(f"{where}: {unknown_field_message(unknown, known)}")
+            else:
+                problems.append(f"{where}: unknown field; remove it (check the spelling)")
         elif kind == "missing":
             problems.append(f"{where}: is required")
+        elif kind == "too_long" and "max_length" in context:
+            problems.append(
+                f"{where}: has {context.get('actual_length')} items; "
+                f"the limit is {context['max_length']}"
+            )
         else:
             message = item["msg"]
             if message.startswith("Value error, "):
@@ -257,7 +421,7 @@ def invalid_input_from(error: ValidationError, root: str, max_items: int = 5) ->
     shown = problems[:max_items]
     more = len(problems) - len(shown)
     text = "; ".join(shown) + (f"; and {more} more problems" if more > 0 else "")
-    return InvalidInput(text + ".")
+    return InvalidInput(text if text.endswith("?") else text + ".")
 
 
 def validate_model(model: type[M], data: Any, root: str) -> M:
@@ -265,4 +429,5 @@ def validate_model(model: type[M], data: Any, root: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise invalid_input_from(exc, root) from None
+        strict = model if issubclass(model, StrictModel) else None
+        raise invalid_input_from(exc, root, model=strict) from None

@@ -4,12 +4,17 @@ RFC 8259 leaves duplicate keys undefined, and parsers disagree on which value
 wins (Python's ``json`` keeps the last, some keep the first, some refuse). A
 payload with ``"to"`` twice can therefore show one recipient to a reviewer and
 sign another, so we refuse it. Python's ``json`` also accepts ``NaN`` and
-``Infinity``, which are not JSON, and raises ``RecursionError`` on deep
-nesting; both become errors of our own here.
+``Infinity``, which are not JSON.
+
+Nesting is bounded (``MAX_DEPTH``) before the parser runs, not left to
+``RecursionError``: the C parser recurses on the C stack, guarded only by the
+interpreter's recursion limit, and importing eth-account raises that limit to
+100,000 (py_ecc does it), far past what a thread's stack holds. 100,000 nested
+brackets (200 KB) then kill the process with SIGSEGV instead of raising.
 
     InvalidJson (ValueError)    not strict JSON: syntax, encoding, NaN/Infinity
     ├── DuplicateKey            an object repeats a key (``.path``, ``.key``)
-    └── TooDeep                 nested deeper than the parser can follow
+    └── TooDeep                 arrays and objects nested more than ``MAX_DEPTH`` deep
 
 Lone UTF-16 surrogates (``"\\ud800"``) are valid JSON grammar and come through
 as they are; code that hashes or prints text checks for them itself.
@@ -18,9 +23,17 @@ as they are; code that hashes or prints text checks for them itself.
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 Path = tuple[str | int, ...]
+
+MAX_DEPTH = 512
+# A JSON string, escapes included.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_CHUNK = 256
 
 
 class InvalidJson(ValueError):
@@ -39,7 +52,7 @@ class DuplicateKey(InvalidJson):
 
 
 class TooDeep(InvalidJson):
-    """Arrays and objects nest deeper than the parser's recursion allows."""
+    """Arrays and objects nest more than ``MAX_DEPTH`` deep."""
 
 
 class _Repeated(dict[str, Any]):
@@ -88,14 +101,20 @@ def loads(text: str | bytes) -> Any:
         repeated = True
         return _marked(obj, pairs)
 
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        except UnicodeDecodeError as exc:
+            problem = f"{exc.reason} at byte {exc.start}"
+            raise InvalidJson(f"the bytes are not UTF-8 ({problem})") from None
+    if _too_deep(text):
+        raise TooDeep(f"arrays and objects are nested more than {MAX_DEPTH} deep")
     try:
         value = json.loads(text, object_pairs_hook=object_from, parse_constant=_not_json_constant)
-    except RecursionError:
+    except RecursionError:  # a lower recursion limit, or a caller deep in the stack
         raise TooDeep("arrays and objects are nested too deeply") from None
     except InvalidJson:
         raise
-    except UnicodeDecodeError as exc:
-        raise InvalidJson(f"the bytes are not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if repeated:
@@ -104,6 +123,32 @@ def loads(text: str | bytes) -> Any:
         assert found is not None
         raise DuplicateKey(*found)
     return value
+
+
+def _too_deep(text: str) -> bool:
+    """Whether arrays and objects nest more than ``MAX_DEPTH`` deep (if not JSON: maybe)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # the usual case: nothing to count
+        return False
+    outside = _outside_strings(text)
+    # Chunk by chunk with C-level counts; a chunk that might cross the limit is walked
+    # bracket by bracket (still C-level: a running sum and its peak).
+    depth = 0
+    for start in range(0, len(outside), _CHUNK):
+        chunk = outside[start : start + _CHUNK]
+        opens = chunk.count("[") + chunk.count("{")
+        if depth + opens > MAX_DEPTH:
+            steps = filter(None, map(_STEP.get, chunk))
+            if max(accumulate(steps, initial=depth)) > MAX_DEPTH:
+                return True
+        depth += opens - chunk.count("]") - chunk.count("}")
+    return False
+
+
+def _outside_strings(text: str) -> str:
+    """``text`` without its JSON strings, whose brackets are text, not structure."""
+    if '\\"' in text:  # an escaped quote: find where strings really end
+        return _STRING.sub("", text)
+    return "".join(text.split('"')[::2])
 
 
 def _first_repeated(value: Any) -> tuple[Path, str] | None:

@@ -34,7 +34,6 @@ fix it comes from ``_aws_config``, the code ``agentic-vault doctor`` uses too.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from ._errors import (
@@ -44,6 +43,7 @@ from ._errors import (
     KmsUnavailable,
     VaultError,
 )
+from ._redact import redact_url_credentials
 
 _THROTTLING = frozenset(
     {
@@ -129,17 +129,6 @@ class KmsCallContext:
 
 
 _STALE_REFRESH = "refreshed credentials are still expired"
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s\"']+)@")
-
-
-def redact_url_credentials(text: str) -> str:
-    """``scheme://user:PASSWORD@host`` → ``scheme://user:***@host`` (a bare userinfo → ``***``)."""
-
-    def mask(match: re.Match[str]) -> str:
-        user, colon, _ = match["userinfo"].partition(":")
-        return f"{match['scheme']}{user + ':***' if colon else '***'}@"
-
-    return _URL_USERINFO.sub(mask, text)
 
 
 def is_sdk_failure(error: Exception) -> bool:

@@ -53,7 +53,10 @@ def message_bytes(message: str, encoding: MessageEncoding, root: str = "message"
     """The bytes to sign: the UTF-8 text, or the bytes a ``0x`` hex string spells."""
     if not isinstance(message, str):
         raise InvalidInput(f"{root}: must be a string.")
+    limit = f"the limit is {MAX_MESSAGE_BYTES // 1024} KiB"
     if encoding == "hex":
+        if len(message) > 2 + 2 * MAX_MESSAGE_BYTES:
+            raise InvalidInput(f"{root}: spells {(len(message) - 1) // 2} bytes in hex; {limit}.")
         try:
             raw = parse_hex_bytes(message, MAX_MESSAGE_BYTES)
         except PydanticCustomError as exc:
@@ -62,6 +65,8 @@ def message_bytes(message: str, encoding: MessageEncoding, root: str = "message"
                 "the text itself)."
             ) from None
     else:
+        if len(message) > MAX_MESSAGE_BYTES:  # every character is at least one UTF-8 byte
+            raise InvalidInput(f"{root}: is over {MAX_MESSAGE_BYTES} bytes of UTF-8; {limit}.")
         try:
             raw = message.encode("utf-8")
         except UnicodeEncodeError:
@@ -70,9 +75,7 @@ def message_bytes(message: str, encoding: MessageEncoding, root: str = "message"
                 "send valid text or use encoding 'hex'."
             ) from None
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidInput(
-            f"{root}: is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES // 1024} KiB."
-        )
+        raise InvalidInput(f"{root}: is {len(raw)} bytes; {limit}.")
     return raw
 
 

@@ -9,7 +9,7 @@ through ``redact_secrets`` before a log line or a tool result carries it.
     >>> redact_secrets("Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/kms")
     'Credential=[redacted]'
     >>> redact_secrets("http://user:hunter2@proxy:3128/")
-    'http://user:[redacted]@proxy:3128/'
+    'http://user:***@proxy:3128/'
 """
 
 from __future__ import annotations
@@ -57,19 +57,41 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # Access key ids: long-term (AKIA) and temporary (ASIA).
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"), REDACTED),
-    # The password of a URL's userinfo (an endpoint or proxy URL).
-    (
-        re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@'\"]*:)[^\s/@'\"]+@"),
-        rf"\1{REDACTED}@",
-    ),
 )
+URL_MASK = "***"
+# A URL's userinfo runs to the last `@` of its authority (a password may hold an `@`).
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#\"']*)@")
+
+
+def redact_url_credentials(text: str) -> str:
+    """``scheme://user:PASSWORD@host`` → ``scheme://user:***@host``; a user alone is kept.
+
+    >>> redact_url_credentials("postgresql://vault:p@ss@db/vault")
+    'postgresql://vault:***@db/vault'
+    """
+
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user}{':' + URL_MASK if colon else ''}@"
+
+    return _URL_USERINFO.sub(mask, text)
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords of the URLs in ``text`` (to mask wherever else they are quoted)."""
+    found = []
+    for match in _URL_USERINFO.finditer(text):
+        _, colon, password = match["userinfo"].partition(":")
+        if colon and password:
+            found.append(password)
+    return found
 
 
 def redact_secrets(text: str) -> str:
-    """``text`` with every credential-shaped value replaced by ``[redacted]``."""
+    """``text`` with every credential-shaped value replaced (``[redacted]``; ``***`` in URLs)."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return redact_url_credentials(text)
 
 
 E = TypeVar("E", bound=VaultError)

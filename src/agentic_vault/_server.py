@@ -72,9 +72,10 @@ class NoArguments(StrictModel):
 
 class SignTransactionArguments(StrictModel):
     transaction: TransactionRequest = Field(
-        description="An eth_signTransaction object. Required: chainId, nonce, gas, and "
-        "gasPrice (types 0-1) or maxFeePerGas + maxPriorityFeePerGas (types 2-4). "
-        "Quantities in wei as integers, decimal strings or 0x hex strings."
+        description="An eth_signTransaction object (a JSON string of one is accepted too). "
+        "Required: chainId, nonce, gas, and gasPrice (types 0-1) or maxFeePerGas + "
+        "maxPriorityFeePerGas (types 2-4). Quantities in wei as integers, decimal strings or "
+        "0x hex strings."
     )
 
 
@@ -94,8 +95,9 @@ class SignTypedDataArguments(StrictModel):
 
 
 class SignMessageArguments(StrictModel):
+    # The limit is checked (and worded) by PersonalMessage.parse; the schema only shows it.
     message: str = Field(
-        max_length=2 + 2 * MAX_MESSAGE_BYTES,
+        json_schema_extra={"maxLength": 2 + 2 * MAX_MESSAGE_BYTES},
         description="The message: text (encoding utf8) or 0x-prefixed hex bytes (encoding hex). "
         f"At most {MAX_MESSAGE_BYTES // 1024} KiB.",
     )

@@ -1,16 +1,20 @@
 """Ethereum transactions (types 0-4): the request model and its encoding.
 
-The request is the ``eth_signTransaction`` JSON-RPC object. We validate it
-strictly (eth-account is lenient), settle its type, then hand eth-account a
-normalized dict: its serializer computes the signing hash and encodes the
-signed transaction, so RLP and the per-type layouts are never written here.
+The request is the ``eth_signTransaction`` JSON-RPC object (or a JSON string
+of one, which agents often send; a repeated key in it is refused). We validate
+it strictly (eth-account is lenient; pydantic's lax mode would take ``true`` or
+``2.0`` for a type), settle its type, then hand eth-account a normalized dict:
+its serializer computes the signing hash and encodes the signed transaction, so
+RLP and the per-type layouts are never written here.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ._errors import InvalidInput
 from ._fields import (
@@ -22,8 +26,10 @@ from ._fields import (
     QuantityField,
     StrictModel,
     field_error,
+    parse_quantity,
     validate_model,
 )
+from ._json import DuplicateKey, InvalidJson, TooDeep, format_path, loads
 from ._signature import HALF_N, EthSignature
 
 MAX_DATA_BYTES = 128 * 1024
@@ -87,15 +93,11 @@ class SignedAuthorization(StrictModel):
     r: Quantity
     s: Quantity
 
-    @model_validator(mode="before")
+    @field_validator("y_parity", mode="before")
     @classmethod
-    def _y_parity_as_quantity(cls, data: Any) -> Any:
-        # yParity arrives as 0/1, "0x0"/"0x1" or "0"/"1", like every quantity.
-        if isinstance(data, dict) and isinstance(data.get("yParity"), str):
-            spelled = {"0x0": 0, "0x1": 1, "0": 0, "1": 1, "0x00": 0, "0x01": 1}
-            if data["yParity"] in spelled:
-                data = {**data, "yParity": spelled[data["yParity"]]}
-        return data
+    def _y_parity_as_quantity(cls, value: Any) -> int:
+        # 0/1, "0x0"/"0x1" or "0"/"1", like every quantity; never true or 1.0.
+        return parse_quantity(value)
 
     @model_validator(mode="after")
     def _low_s(self) -> SignedAuthorization:
@@ -139,16 +141,22 @@ class TransactionRequest(StrictModel):
         default=None, alias="from", description="optional; must be the signer's address"
     )
 
+    extra_wire_names = ("input",)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_as_quantity(cls, value: Any) -> Any:
+        # 2, "2", "0x2" like every quantity; not true or 2.0 (pydantic's lax Literal would).
+        return None if value is None else parse_quantity(value)
+
     @model_validator(mode="before")
     @classmethod
-    def _type_as_quantity_and_input_alias(cls, data: Any) -> Any:
+    def _json_text_and_input_alias(cls, data: Any) -> Any:
+        if isinstance(data, str | bytes):
+            data = _object_from_json(data)
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if isinstance(data.get("type"), str):
-            spelled = {f"0x{t}": t for t in range(5)} | {f"0x0{t}": t for t in range(5)}
-            spelled |= {str(t): t for t in range(5)}
-            data["type"] = spelled.get(data["type"], data["type"])
         if "input" in data:
             if "data" in data and data["data"] != data["input"]:
                 raise ValueError("`data` and its alias `input` are both set and differ; send one")
@@ -157,9 +165,9 @@ class TransactionRequest(StrictModel):
 
     @classmethod
     def parse(cls, data: Any, root: str = "transaction") -> TransactionRequest:
-        """Validate ``data`` fully (fields, then the type's rules) or raise ``InvalidInput``."""
-        if not isinstance(data, dict):
-            raise InvalidInput(f"{root}: must be a JSON object (an eth_signTransaction request)")
+        """Validate ``data`` (an object or a JSON string of one) or raise ``InvalidInput``."""
+        if not isinstance(data, dict | str):
+            raise InvalidInput(f"{root}: {_NOT_AN_OBJECT}")
         return validate_model(cls, data, root)
 
     @property
@@ -260,6 +268,39 @@ class TransactionRequest(StrictModel):
                 for a in self.authorization_list or ()
             ]
         return fields
+
+
+_NOT_AN_OBJECT = (
+    "must be an eth_signTransaction object such as "
+    '{"chainId": 1, "nonce": 0, "gas": 21000, ...}, or a JSON string of one'
+)
+
+
+def _object_from_json(text: str | bytes) -> Any:
+    """The object a transaction JSON string spells; refusals as pydantic errors of the field."""
+    try:
+        data = loads(text)
+    except DuplicateKey as exc:
+        message = (
+            f"has the key {json.dumps(exc.key)} twice; a JSON object must not repeat a key "
+            "(parsers disagree on which value counts), send it once"
+        )
+        relative = format_path(exc.path, "")
+        raise (field_error(relative, message) if relative else _json_error(message)) from None
+    except TooDeep:
+        raise _json_error("is nested too deeply to be a transaction") from None
+    except InvalidJson as exc:
+        looks_raw = isinstance(text, str) and text.startswith("0x")
+        hint = " (it looks like a raw signed transaction; send its fields)" if looks_raw else ""
+        raise _json_error(f"is a string but not JSON ({exc}){hint}; {_NOT_AN_OBJECT}") from None
+    if not isinstance(data, dict):
+        raise _json_error(_NOT_AN_OBJECT)
+    return data
+
+
+def _json_error(message: str) -> PydanticCustomError:
+    # The text goes in as context: a template would read braces in the caller's JSON.
+    return PydanticCustomError("json", "{message}", {"message": message})
 
 
 class UnsignedTransaction:

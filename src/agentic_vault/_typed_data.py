@@ -2,8 +2,18 @@
 
 eth-account hashes payloads a wallet must refuse (a message with extra fields,
 a 31-byte ``bytes32``, a type that contains itself), so every type and value
-is checked here first, with the path of the offending field in the error; the
-normalized payload then goes to eth-account's ``encode_typed_data``.
+is checked here first, with the path of the offending field in the error. The
+normalized payload is then hashed by ``_eip712``, whose cost is linear in the
+payload (eth-account's is not: issue #8).
+
+What a payload may hold is bounded, so that the worst one within the bounds
+is still hashed in well under a second (``scripts/stress.py typed-data``):
+256 KiB of JSON, ``MAX_TYPES`` struct types of at most ``MAX_FIELDS_PER_STRUCT``
+fields, ``MAX_STRUCT_VALUES`` struct values and ``MAX_VALUES`` values in all
+(every struct, array and atomic value in the domain and the message counts one).
+A JSON string with a repeated key, a lone UTF-16 surrogate in any text, and a
+struct named like an atomic type (``uint``, ``bytes33``...) are refused too: each
+is read or hashed differently by different wallets.
 """
 
 from __future__ import annotations
@@ -17,9 +27,20 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from ._errors import InvalidInput
-from ._fields import parse_address, parse_hex_bytes, parse_quantity
+from ._fields import (
+    parse_address,
+    parse_hex_bytes,
+    parse_quantity,
+    suggest_field,
+    unknown_field_message,
+)
+from ._json import DuplicateKey, InvalidJson, TooDeep, format_path, loads
 
 MAX_TYPED_DATA_BYTES = 256 * 1024
+MAX_TYPES = 32
+MAX_FIELDS_PER_STRUCT = 128
+MAX_STRUCT_VALUES = 4096
+MAX_VALUES = 8192
 MAX_STRUCT_DEPTH = 32
 MAX_ARRAY_DIMENSIONS = 8
 MAX_FIXED_ARRAY_LENGTH = 4096
@@ -27,8 +48,10 @@ MAX_FIXED_ARRAY_LENGTH = 4096
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,63}")
 _FIELD_TYPE = re.compile(r"([A-Za-z_$][A-Za-z0-9_$]{0,63})((?:\[[0-9]*\])*)")
 _ARRAY_SUFFIX = re.compile(r"\[([0-9]*)\]")
-_INT_TYPE = re.compile(r"(u?)int([0-9]{1,3})")
-_BYTES_TYPE = re.compile(r"bytes([0-9]{1,2})")
+_INT_TYPE = re.compile(r"(u?)int([1-9][0-9]{0,2})")
+_BYTES_TYPE = re.compile(r"bytes([1-9][0-9]?)")
+# Names an atomic type has, or looks like it might have (uint, int0, bytes33, uint08...).
+_ATOMIC_NAME = re.compile(r"(?:u?int|bytes)[0-9]*|address|bool|string")
 _TOP_LEVEL = ("types", "primaryType", "domain", "message")
 # EIP-712's domain fields, in the order the domain type lists them.
 DOMAIN_FIELDS = (
@@ -51,11 +74,12 @@ class TypedDataPayload:
     @cached_property
     def digest(self) -> bytes:
         """``keccak256(0x19 || 0x01 || domainSeparator || hashStruct(message))``."""
-        from eth_account.messages import encode_typed_data
+        from ._eip712 import typed_data_digest
 
-        from ._message import signable_digest
-
-        return signable_digest(encode_typed_data(full_message=self.full_message))
+        message = self.full_message
+        return typed_data_digest(
+            message["types"], message["primaryType"], message["domain"], message["message"]
+        )
 
 
 def parse_typed_data(value: Any, root: str = "typed_data") -> TypedDataPayload:
@@ -69,10 +93,9 @@ def parse_typed_data(value: Any, root: str = "typed_data") -> TypedDataPayload:
         )
     for key in payload:
         if key not in _TOP_LEVEL:
-            raise InvalidInput(
-                f"{root}.{key}: unknown field; an EIP-712 payload has only types, "
-                "primaryType, domain and message."
-            )
+            problem = unknown_field_message(key, _TOP_LEVEL)
+            ending = "" if problem.endswith("?") else "."
+            raise InvalidInput(f"{format_path((key,), root)}: {problem}{ending}")
     domain = payload["domain"]
     if not isinstance(domain, dict):
         raise InvalidInput(f"{root}.domain: must be an object.")
@@ -104,26 +127,44 @@ def parse_typed_data(value: Any, root: str = "typed_data") -> TypedDataPayload:
 
 
 def _load(value: Any, root: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = _from_json_text(value, root)
+    elif isinstance(value, dict) and _json_size(value, root) > MAX_TYPED_DATA_BYTES:
+        raise InvalidInput(_too_big(root))
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{root}: must be an EIP-712 object (or a JSON string of one).")
+    return value
+
+
+def _from_json_text(text: str, root: str) -> Any:
+    # surrogatepass: a lone surrogate is refused where it sits, with its field's name.
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_TYPED_DATA_BYTES:
+        raise InvalidInput(_too_big(root))
     try:
-        if isinstance(value, str):
-            if len(value.encode()) > MAX_TYPED_DATA_BYTES:
-                raise InvalidInput(_too_big(root))
-            value = json.loads(value)
-        elif (
-            isinstance(value, dict)
-            and len(json.dumps(value, separators=(",", ":")).encode()) > MAX_TYPED_DATA_BYTES
-        ):
-            raise InvalidInput(_too_big(root))
-    except RecursionError:
+        return loads(text)
+    except DuplicateKey as exc:
+        raise InvalidInput(
+            f"{format_path(exc.path, root)}: has the key {json.dumps(exc.key)} twice; a JSON "
+            "object must not repeat a key (wallets disagree on which value counts). Send it once."
+        ) from None
+    except TooDeep:
         raise InvalidInput(f"{root}: is nested too deeply to be an EIP-712 payload.") from None
-    except ValueError as exc:
+    except InvalidJson as exc:
         raise InvalidInput(
             f"{root}: is a string but not valid JSON ({exc}); send the payload as an "
             "object or as a JSON string of one."
         ) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{root}: must be an EIP-712 object (or a JSON string of one).")
-    return value
+
+
+def _json_size(value: dict[str, Any], root: str) -> int:
+    """The size of ``value`` as compact UTF-8 JSON (what the limit is stated in)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise InvalidInput(f"{root}: is nested too deeply to be an EIP-712 payload.") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{root}: is not JSON data ({exc}).") from None
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _too_big(root: str) -> str:
@@ -133,14 +174,24 @@ def _too_big(root: str) -> str:
 def _parse_types(raw: Any, domain: dict[str, Any], where: str) -> dict[str, list[dict[str, str]]]:
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: must be an object mapping type names to field lists.")
+    if len(raw) > MAX_TYPES:
+        raise InvalidInput(
+            f"{where}: declares {len(raw)} types; the limit is {MAX_TYPES} struct types."
+        )
     types: dict[str, list[dict[str, str]]] = {}
     for name, fields in raw.items():
-        if not _IDENTIFIER.fullmatch(name) or _is_atomic(name):
+        here = format_path((name,), where)
+        if not _IDENTIFIER.fullmatch(name):
             raise InvalidInput(
-                f"{where}.{name}: is not a valid struct name (letters, digits, _ or $, "
-                "not starting with a digit, not an atomic type name)."
+                f"{here}: is not a valid struct name (letters, digits, _ or $, "
+                "not starting with a digit, at most 64 characters)."
             )
-        types[name] = _parse_fields(fields, f"{where}.{name}")
+        if _ATOMIC_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"{here}: is an atomic type name (or looks like one); wallets would hash a "
+                "struct called that differently. Rename the struct."
+            )
+        types[name] = _parse_fields(fields, here)
     if "EIP712Domain" in types:
         _check_domain_type(types["EIP712Domain"], f"{where}.EIP712Domain")
     else:
@@ -164,6 +215,11 @@ def _parse_types(raw: Any, domain: dict[str, Any], where: str) -> dict[str, list
 def _parse_fields(fields: Any, where: str) -> list[dict[str, str]]:
     if not isinstance(fields, list):
         raise InvalidInput(f"{where}: must be a list of {{name, type}} objects.")
+    if len(fields) > MAX_FIELDS_PER_STRUCT:
+        raise InvalidInput(
+            f"{where}: has {len(fields)} fields; the limit is {MAX_FIELDS_PER_STRUCT} "
+            "fields per struct."
+        )
     parsed: list[dict[str, str]] = []
     seen: set[str] = set()
     for i, field in enumerate(fields):
@@ -203,8 +259,8 @@ def _derive_domain_type(domain: dict[str, Any], where: str) -> list[dict[str, st
     for key in domain:
         if key not in known:
             raise InvalidInput(
-                f"{where}.EIP712Domain: is absent and domain field {key!r} is not a standard "
-                "EIP-712 domain field (name, version, chainId, verifyingContract, salt); "
+                f"{where}.EIP712Domain: is absent and domain field {json.dumps(key)} is not a "
+                "standard EIP-712 domain field (name, version, chainId, verifyingContract, salt); "
                 "declare types.EIP712Domain explicitly."
             )
     return [{"name": n, "type": t} for n, t in DOMAIN_FIELDS if n in domain]
@@ -249,10 +305,7 @@ def _split_array(type_: str) -> tuple[str, list[int | None]]:
 
 
 def _looks_atomic(base: str) -> bool:
-    return bool(_INT_TYPE.fullmatch(base) or _BYTES_TYPE.fullmatch(base)) or base in (
-        "int",
-        "uint",
-    )
+    return _ATOMIC_NAME.fullmatch(base) is not None
 
 
 def _is_atomic(base: str) -> bool:
@@ -294,39 +347,79 @@ def _check_acyclic(types: dict[str, list[dict[str, str]]], where: str) -> None:
 
 
 class _ValueChecker:
-    """Checks values against their declared EIP-712 types; returns normalized copies."""
+    """Checks values against their declared EIP-712 types; returns normalized copies.
+
+    Counts what it has seen, and stops at the limits before doing more work.
+    """
 
     def __init__(self, types: dict[str, list[dict[str, str]]]) -> None:
         self.types = types
+        self.values = 0
+        self.structs = 0
+        self._split: dict[str, tuple[str, list[int | None]]] = {}
+
+    def _count(self, where: str, struct: bool) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise InvalidInput(
+                f"{where}: typed data may hold at most {MAX_VALUES} values (struct, array and "
+                "atomic values of the domain and message together), the limit here; sign "
+                "less at once."
+            )
+        if struct:
+            self.structs += 1
+            if self.structs > MAX_STRUCT_VALUES:
+                raise InvalidInput(
+                    f"{where}: typed data may hold at most {MAX_STRUCT_VALUES} struct values, "
+                    "the limit here; sign less at once."
+                )
 
     def struct(self, name: str, value: Any, where: str) -> dict[str, Any]:
+        self._count(where, struct=True)
         if not isinstance(value, dict):
             raise InvalidInput(f"{where}: must be an object of type {name}.")
         fields = self.types[name]
-        names = {f["name"] for f in fields}
+        if len(value) != len(fields) or any(
+            key not in value for key in (f["name"] for f in fields)
+        ):
+            self._unknown_or_missing(name, value, where)
+        return {
+            field["name"]: self.value(
+                field["type"], value[field["name"]], f"{where}.{field['name']}"
+            )
+            for field in fields
+        }
+
+    def _unknown_or_missing(self, name: str, value: dict[str, Any], where: str) -> None:
+        names = [f["name"] for f in self.types[name]]
         for key in value:
             if key not in names:
-                raise InvalidInput(
-                    f"{where}.{key}: is not a field of {name}; remove it or add it to "
-                    f"types.{name} (a signer must not hash fields the type does not declare)."
+                meant = suggest_field(key, names)
+                fix = (
+                    f"did you mean `{meant}`?" if meant else f"remove it or add it to types.{name}"
                 )
-        normalized: dict[str, Any] = {}
-        for field in fields:
-            key = field["name"]
+                raise InvalidInput(
+                    f"{format_path((key,), where)}: is not a field of {name}; {fix} "
+                    "(a signer must not hash fields the type does not declare)."
+                )
+        for key in names:
             if key not in value:
                 raise InvalidInput(f"{where}.{key}: is required by type {name}.")
-            normalized[key] = self.value(field["type"], value[key], f"{where}.{key}")
-        return normalized
 
     def value(self, type_: str, value: Any, where: str) -> Any:
-        base, dims = _split_array(type_)
+        split = self._split.get(type_)
+        if split is None:
+            split = self._split[type_] = _split_array(type_)
+        base, dims = split
         if dims:
             return self._array(base, dims, value, where)
         if base in self.types:
             return self.struct(base, value, where)
+        self._count(where, struct=False)
         return self._atomic(base, value, where)
 
     def _array(self, base: str, dims: list[int | None], value: Any, where: str) -> list[Any]:
+        self._count(where, struct=False)
         if not isinstance(value, list):
             raise InvalidInput(f"{where}: must be an array.")
         length = dims[-1]
@@ -344,9 +437,7 @@ class _ValueChecker:
                     raise InvalidInput(f"{where}: must be true or false (a JSON boolean).")
                 return value
             if base == "string":
-                if not isinstance(value, str):
-                    raise InvalidInput(f"{where}: must be a string.")
-                return value
+                return _text(value, where)
             if base == "bytes":
                 return parse_hex_bytes(value, MAX_TYPED_DATA_BYTES)
             if m := _BYTES_TYPE.fullmatch(base):
@@ -359,6 +450,21 @@ class _ValueChecker:
             return _parse_signed(value, bits)
         except PydanticCustomError as exc:
             raise InvalidInput(f"{where}: {exc.message()} (type {base}).") from None
+
+
+def _text(value: Any, where: str) -> str:
+    """A ``string`` value: text that has a UTF-8 form (the hash is over those bytes)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}: must be a string.")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                f"{where}: contains an unpaired UTF-16 surrogate (such as \\ud800), which has "
+                "no UTF-8 form and so no EIP-712 hash; send valid text."
+            ) from None
+    return value
 
 
 def _parse_signed(value: Any, bits: int) -> int:

@@ -32,6 +32,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
+from .._redact import URL_MASK, redact_url_credentials, url_passwords
 from ._backend import Row
 
 # "agenticv" as a big-endian 64-bit integer: the one lock every writer takes.
@@ -42,7 +43,7 @@ LOCK_TIMEOUT_MS = 5000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 30000  # a writer frozen mid-transaction frees the lock
 TCP_USER_TIMEOUT_MS = 10000
 URL_SCHEMES = ("postgresql://", "postgres://")
-MASK = "***"
+MASK = URL_MASK
 
 _DEFAULTS: dict[str, Any] = {
     "connect_timeout": CONNECT_TIMEOUT,
@@ -235,9 +236,6 @@ def connection_parameters(url: str) -> dict[str, Any]:
 
 
 # The user-info password of any URL: up to the last "@" before the host.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*:)(?P<secret>[^\s/?#]*)(?=@)"
-)
 _KEYWORD_PASSWORD = re.compile(
     r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.|'')*'?|[^\s&]*)", re.IGNORECASE
 )
@@ -254,13 +252,12 @@ def mask_password(text: str, url: str = "") -> str:
     """
     known = []
     for source in (text, url):
-        match = _URL_PASSWORD.search(source)
-        if match and match["secret"]:
-            known += [match["secret"], unquote(match["secret"])]
+        for secret in url_passwords(source):
+            known += [secret, unquote(secret)]
     if url:
         with contextlib.suppress(psycopg.Error):
             known.append(str(conninfo_to_dict(url).get("password") or ""))
-    text = _URL_PASSWORD.sub(lambda match: match["head"] + MASK, text)
+    text = redact_url_credentials(text)
     text = _KEYWORD_PASSWORD.sub(lambda match: match["head"] + MASK, text)
     for secret in sorted(filter(None, set(known)), key=len, reverse=True):
         # As a whole token, so that a password "p" leaves "postgresql" alone.
