@@ -1,9 +1,8 @@
 """Several ``agentic-vault-mcp --transport http`` replicas on one store, as behind a load balancer.
 
-Two servers share one store (PostgreSQL, the replicas' store, and SQLite,
-which several processes on one machine may share too): a token revoked
-through either is refused by both at once, and ten clients spread over the
-two can never sign past a daily cap between them.
+Two servers share one PostgreSQL store: a token revoked through either is
+refused by both at once, and ten clients spread over the two can never sign
+past a daily cap between them.
 """
 
 from __future__ import annotations
@@ -68,19 +67,10 @@ def key_alias(emulator: LocalKms) -> str:
     return alias
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """The environment that points servers and commands at one store shared by all."""
-    if request.param == "postgresql":
-        return {"VAULT_STATE_URL": request.getfixturevalue("postgres_url")}
-    return {"VAULT_STATE_DIR": str(tmp_path / "state")}
-
-
 @pytest.fixture
-def env(
-    emulator: LocalKms, key_alias: str, tmp_path: Path, state: dict[str, str]
-) -> dict[str, str]:
-    return server_env(emulator, tmp_path, VAULT_KEY_ID=key_alias, **state)
+def env(emulator: LocalKms, key_alias: str, tmp_path: Path, postgres_url: str) -> dict[str, str]:
+    """Servers and commands on one PostgreSQL store, shared by all."""
+    return server_env(emulator, tmp_path, VAULT_KEY_ID=key_alias, VAULT_STATE_URL=postgres_url)
 
 
 def trail(env: dict[str, str]) -> tuple[audit.Verdict, list[dict[str, Any]]]:
@@ -126,9 +116,8 @@ async def test_a_token_revoked_through_one_replica_is_refused_by_the_other_at_on
 
 
 async def test_ten_clients_on_two_replicas_never_overshoot_a_daily_cap(
-    emulator: LocalKms, key_alias: str, tmp_path: Path, servers: list[HttpServer], postgres_url: str
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
 ) -> None:
-    env = server_env(emulator, tmp_path, VAULT_KEY_ID=key_alias, VAULT_STATE_URL=postgres_url)
     policy = tmp_path / "policy.toml"
     policy.write_text(CAPPED_POLICY)
     policy.chmod(0o600)
