@@ -1,21 +1,38 @@
 """What agentic-vault adds on top of the KMS call itself, in figures.
 
 Run it with scripts/bench (which builds its own virtual environment). Everything
-is measured in one run, against one local KMS emulator running in a process of
-its own, so that its cost (about 2 ms of CPU per Sign) lands equally in our
-figures and in the baselines they are compared with. Samples are interleaved
-(one tool call, one direct Sign, and so on) so that drift on a shared machine
-hits both sides alike:
+is measured in one run, against KMS endpoints running in processes of their own,
+so that their cost lands equally in our figures and in the baselines they are
+compared with. Samples are interleaved (one tool call, one direct Sign, and so
+on) so that drift on a shared machine hits both sides alike. Two KMS endpoints:
+
+- the local emulator (moto: about 2 ms of CPU per Sign, a new connection per call);
+- a keep-alive stub (scripts/kms_stub.py: microseconds per Sign, connections kept),
+  which shows the server's own cost without the emulator's hiding it.
+
+Figures:
 
 - cold start: spawn agentic-vault-mcp, initialize, tools/list (official MCP
   client) beside a bare `python -c "import mcp.server.mcpserver"`;
 - p50/p95 over stdio of every tool (official MCP client) beside the p50 of a
-  direct boto3 Sign, and sign_transaction from a minimal JSON-RPC client too,
-  which shows the server's own cost without the official client's;
-- KMS calls per signature, counted by the emulator;
+  direct boto3 Sign;
+- sign_transaction p50 from a minimal JSON-RPC client (the server's own cost
+  without the official client's), against each endpoint, for three set-ups: no
+  policy (the SQLite audit trail is always on), the example policy with SQLite,
+  and the example policy with PostgreSQL;
 - 64 concurrent sign_transaction calls beside 64 threads making direct boto3 Sign
-  calls on one shared client, with 50 ms added to every Sign by the emulator;
-- the server's peak RSS.
+  calls on one shared client, with 50 ms added to every Sign, for the same set-ups;
+- KMS calls per signature, counted by the endpoint; the server's peak RSS;
+- the CPU of each step the performance work changed, before and after, measured
+  here in one process: the "before" is the library path the server used to take
+  (pyasn1, two trial recoveries, eth-account's serializer, an uncached EIP-55
+  checksum, the logging machinery), the "after" the server's code now.
+
+The example policy is examples/policy.toml with its rate raised to 100,000 an
+hour (the benchmark makes ~1,000 signatures in minutes; the example allows 60 an
+hour), paying 0.0001 ETH to alice each time (its 0.1 ETH a day holds ~1,000).
+PostgreSQL rows need Debian's server binaries (as scripts/test installs them);
+without them those rows say so.
 
 Prints a table, or JSON with --json.
 """
@@ -29,6 +46,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,50 +59,73 @@ import boto3
 from botocore.config import Config
 from demo import permit  # scripts/demo.py, beside this file
 
+ROOT = Path(__file__).resolve().parent.parent
+
 BIN = Path(sys.executable).parent
 ALIAS = "alias/agentic-vault-bench"
 TARGETS = {
     "sign_transaction_p50_ratio": 1.3,
     "cold_start_ratio": 1.5,
     "concurrency_ratio": 1.3,
+    "guarded_ratio": 1.5,  # with the example policy and the durable store
     "kms_calls_per_signature": 1.0,
-    "peak_rss_mb": 120.0,
+    "peak_rss_mb": 100.0,
 }
+ALICE = "0xa11ce00000000000000000000000000000000001"  # a recipient of examples/policy.toml
 
 
 # -- the emulator, in a process of its own -------------------------------------------------
 
 
-def _emulator(conn: Connection) -> None:
-    from agentic_vault._local_kms import CONTROL, LocalKms
+def _emulator(conn: Connection, kind: str) -> None:
+    if kind == "stub":
+        from kms_stub import KmsStub  # scripts/kms_stub.py, beside this file
 
-    kms = LocalKms().start()
-    kms.create_key(alias=ALIAS)
-    conn.send(kms.environment(ALIAS))
+        stub = KmsStub().start()
+        conn.send(stub.environment(stub.arn))
+        calls, set_latency, stop = stub.calls, lambda s: setattr(stub, "latency", s), stub.stop
+    else:
+        from agentic_vault._local_kms import CONTROL, LocalKms
+
+        kms = LocalKms().start()
+        kms.create_key(alias=ALIAS)
+        conn.send(kms.environment(ALIAS))
+        calls, stop = CONTROL.calls, kms.stop
+
+        def set_latency(seconds: float) -> None:
+            CONTROL.latency["Sign"] = seconds
+
     while True:
         command, *args = conn.recv()
         if command == "counts":
-            conn.send(dict(CONTROL.calls))
+            conn.send(dict(calls))
         elif command == "reset":
-            CONTROL.calls.clear()
+            calls.clear()
             conn.send(None)
         elif command == "latency":
-            CONTROL.latency["Sign"] = args[0]
+            set_latency(args[0])
             conn.send(None)
         elif command == "stop":
-            kms.stop()
+            stop()
             conn.send(None)
             return
 
 
 class Emulator:
-    def __init__(self) -> None:
+    """A KMS endpoint in a process of its own: the moto emulator, or the keep-alive stub."""
+
+    def __init__(self, kind: str = "moto") -> None:
+        self.kind = kind
         self._conn, child = multiprocessing.Pipe()
         self._process = multiprocessing.get_context("spawn").Process(
-            target=_emulator, args=(child,), daemon=True
+            target=_emulator, args=(child, kind), daemon=True
         )
         self._process.start()
         self.env: dict[str, str] = self._conn.recv()
+
+    @property
+    def key_id(self) -> str:
+        return self.env["VAULT_KEY_ID"]
 
     def ask(self, *command: Any) -> Any:
         self._conn.send(command)
@@ -121,28 +162,61 @@ def bare_import() -> float:
     return elapsed
 
 
-def server_env(emulator: Emulator) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", ""),
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        **emulator.env,
-    }
+class Setup:
+    """What runs around the signer: a policy or none, and where the durable store lives."""
+
+    def __init__(self, name: str, policy: Path | None = None, state_url: str | None = None):
+        self.name = name
+        self.policy = policy
+        self.state_url = state_url
+
+    def env(self, emulator: Emulator) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            # A fresh store each server: the day's sums start empty.
+            "XDG_STATE_HOME": tempfile.mkdtemp(prefix="agentic-vault-bench-"),
+            "HOME": os.environ.get("HOME", ""),
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **emulator.env,
+        }
+        if self.policy is not None:
+            env["VAULT_POLICY"] = str(self.policy)
+        if self.state_url is not None:
+            env["VAULT_STATE_URL"] = (
+                self.state_url() if callable(self.state_url) else self.state_url
+            )
+        return env
 
 
-def server_params(emulator: Emulator) -> Any:
+BASE = Setup("no policy, SQLite store")
+
+
+def bench_policy() -> Path:
+    """examples/policy.toml with its hourly rate raised for the benchmark's volume."""
+    text = (ROOT / "examples" / "policy.toml").read_text()
+    text = text.replace("max_per_hour = 60", "max_per_hour = 100000")
+    assert "max_per_hour = 100000" in text
+    path = Path(tempfile.mkdtemp(prefix="agentic-vault-bench-")) / "policy.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def server_params(emulator: Emulator, setup: Setup = BASE) -> Any:
     from mcp.client.stdio import StdioServerParameters
 
-    return StdioServerParameters(command=str(BIN / "agentic-vault-mcp"), env=server_env(emulator))
+    return StdioServerParameters(command=str(BIN / "agentic-vault-mcp"), env=setup.env(emulator))
 
 
-def client(emulator: Emulator) -> Any:
+def client(emulator: Emulator, setup: Setup = BASE) -> Any:
     from mcp import Client
     from mcp.client.stdio import stdio_client
 
     log = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the client
-    return Client(stdio_client(server_params(emulator), errlog=log), read_timeout_seconds=120)
+    return Client(
+        stdio_client(server_params(emulator, setup), errlog=log), read_timeout_seconds=120
+    )
 
 
 async def cold_starts(emulator: Emulator, repeat: int) -> tuple[float, float]:
@@ -171,10 +245,10 @@ def boto3_client(emulator: Emulator) -> Any:
     )
 
 
-def direct_sign(kms: Any) -> float:
+def direct_sign(kms: Any, key_id: str) -> float:
     started = time.perf_counter()
     kms.sign(
-        KeyId=ALIAS,
+        KeyId=key_id,
         Message=bytes(range(32)),
         MessageType="DIGEST",
         SigningAlgorithm="ECDSA_SHA_256",
@@ -182,7 +256,7 @@ def direct_sign(kms: Any) -> float:
     return time.perf_counter() - started
 
 
-def direct_concurrent_seconds(kms: Any, calls: int) -> float:
+def direct_concurrent_seconds(kms: Any, key_id: str, calls: int) -> float:
     """64 threads, one shared client, all released at once; the wall time."""
     digest = bytes(range(32))
     barrier = threading.Barrier(calls + 1)
@@ -190,7 +264,7 @@ def direct_concurrent_seconds(kms: Any, calls: int) -> float:
     def sign() -> None:
         barrier.wait()
         kms.sign(
-            KeyId=ALIAS, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"
+            KeyId=key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"
         )
 
     threads = [threading.Thread(target=sign) for _ in range(calls)]
@@ -209,8 +283,8 @@ TX = {
     "gas": 21000,
     "maxFeePerGas": "30000000000",
     "maxPriorityFeePerGas": "1000000000",
-    "to": "0x52908400098527886E0F7030069857D2E4169EE7",
-    "value": "10000000000000000",
+    "to": ALICE,
+    "value": "100000000000000",  # 0.0001 ETH
 }
 CALLS: dict[str, Callable[[int], dict[str, Any]]] = {
     "get_address": lambda i: {},
@@ -246,64 +320,87 @@ def peak_rss_mb(pid: int) -> float:
     return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
 
 
-async def over_stdio(
-    emulator: Emulator, kms: Any, rounds: int, concurrency: int, latency: float
-) -> dict[str, Any]:
+def paired(ours: list[float], direct: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": ms(percentile(ours, 0.5)),
+        "p95_ms": ms(percentile(ours, 0.95)),
+        "paired_direct_p50_ms": ms(percentile(direct, 0.5)),
+        "ratio": round(percentile(ours, 0.5) / percentile(direct, 0.5), 2),
+    }
+
+
+async def every_tool(emulator: Emulator, kms: Any, rounds: int) -> dict[str, Any]:
+    """Each tool's p50/p95 over stdio (official client), no policy, beside direct Signs."""
     figures: dict[str, Any] = {"tools": {}}
     async with client(emulator) as session:
         for name, arguments in CALLS.items():
             await session.call_tool(name, arguments(0))  # warm: imports, public key
-        direct_sign(kms)
+        direct_sign(kms, emulator.key_id)
         all_direct = []
         for name, arguments in CALLS.items():
             ours, direct = [], []
             for i in range(rounds):
-                direct.append(direct_sign(kms))
+                direct.append(direct_sign(kms, emulator.key_id))
                 started = time.perf_counter()
                 result = await session.call_tool(name, arguments(i))
                 ours.append(time.perf_counter() - started)
                 if result.is_error:
                     raise SystemExit(f"{name} failed: {result.content[0].text}")
             all_direct += direct
-            figures["tools"][name] = {
-                "p50_ms": ms(percentile(ours, 0.5)),
-                "p95_ms": ms(percentile(ours, 0.95)),
-                "paired_direct_p50_ms": ms(percentile(direct, 0.5)),
-                "ratio": round(percentile(ours, 0.5) / percentile(direct, 0.5), 2),
-            }
+            figures["tools"][name] = paired(ours, direct)
         figures["direct_p50"] = percentile(all_direct, 0.5)
         figures["direct_p95"] = percentile(all_direct, 0.95)
-
         emulator.ask("reset")
         for i in range(rounds):
-            await session.call_tool("sign_transaction", CALLS["sign_transaction"](i))
+            await session.call_tool("sign_transaction", CALLS["sign_transaction"](rounds + i))
         counts = emulator.ask("counts")
         figures["kms_calls"] = {op: count / rounds for op, count in sorted(counts.items())}
-
-        emulator.ask("latency", latency)
-        ours_walls, direct_walls = [], []
-        for _ in range(5):
-            direct_walls.append(direct_concurrent_seconds(kms, concurrency))
-            started = time.perf_counter()
-            async with anyio.create_task_group() as tasks:
-                for i in range(concurrency):
-                    tasks.start_soon(
-                        session.call_tool, "sign_transaction", CALLS["sign_transaction"](i)
-                    )
-            ours_walls.append(time.perf_counter() - started)
-        emulator.ask("latency", 0.0)
-        figures["concurrent_wall"] = statistics.median(ours_walls)
-        figures["direct_concurrent_wall"] = statistics.median(direct_walls)
         pid = server_pid()
         figures["peak_rss_mb"] = peak_rss_mb(pid) if pid else None
     return figures
 
 
-def raw_client_sign_transaction(emulator: Emulator, kms: Any, rounds: int) -> dict[str, float]:
+async def burst(
+    emulator: Emulator, kms: Any, setup: Setup, concurrency: int, latency: float
+) -> dict[str, float]:
+    """Medians of 5 bursts of concurrent sign_transaction, and of 5 direct ones."""
+    async with client(emulator, setup) as session:
+        result = await session.call_tool("sign_transaction", CALLS["sign_transaction"](0))
+        if result.is_error:
+            raise SystemExit(f"{setup.name}: sign_transaction failed: {result.content[0].text}")
+        emulator.ask("latency", latency)
+        ours, direct = [], []
+        nonce = 1
+        failures: list[str] = []
+
+        async def one(nonce: int) -> None:
+            answer = await session.call_tool("sign_transaction", CALLS["sign_transaction"](nonce))
+            if answer.is_error:
+                failures.append(answer.content[0].text)
+
+        for _ in range(5):
+            direct.append(direct_concurrent_seconds(kms, emulator.key_id, concurrency))
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tasks:
+                for _ in range(concurrency):
+                    tasks.start_soon(one, nonce)
+                    nonce += 1
+            ours.append(time.perf_counter() - started)
+            if failures:
+                raise SystemExit(f"{setup.name}: {failures[0]}")
+        emulator.ask("latency", 0.0)
+    return {
+        "wall_ms": ms(statistics.median(ours)),
+        "direct_wall_ms": ms(statistics.median(direct)),
+        "ratio": round(statistics.median(ours) / statistics.median(direct), 2),
+    }
+
+
+def minimal_client(emulator: Emulator, kms: Any, setup: Setup, rounds: int) -> dict[str, float]:
     """sign_transaction from a minimal line-level JSON-RPC client: the server's own cost."""
     server = subprocess.Popen(
         [str(BIN / "agentic-vault-mcp")],
-        env=server_env(emulator),
+        env=setup.env(emulator),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -330,54 +427,219 @@ def raw_client_sign_transaction(emulator: Emulator, kms: Any, rounds: int) -> di
     )
     server.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
     server.stdin.flush()
-    arguments = {"name": "sign_transaction", "arguments": CALLS["sign_transaction"](0)}
-    request("tools/call", arguments)
     ours, direct = [], []
-    for _ in range(rounds):
-        direct.append(direct_sign(kms))
+    for i in range(rounds + 5):
+        arguments = {"name": "sign_transaction", "arguments": CALLS["sign_transaction"](i)}
+        sample = direct_sign(kms, emulator.key_id)
         started = time.perf_counter()
-        request("tools/call", arguments)
-        ours.append(time.perf_counter() - started)
+        answer = request("tools/call", arguments)
+        elapsed = time.perf_counter() - started
+        if answer.get("error") or answer["result"].get("isError"):
+            raise SystemExit(f"{setup.name}: sign_transaction failed: {answer}")
+        if i >= 5:  # the first calls warm imports and the public key
+            ours.append(elapsed)
+            direct.append(sample)
     server.stdin.close()
     server.wait(timeout=30)
-    return {
-        "p50_ms": ms(percentile(ours, 0.5)),
-        "p95_ms": ms(percentile(ours, 0.95)),
-        "paired_direct_p50_ms": ms(percentile(direct, 0.5)),
-        "ratio": round(percentile(ours, 0.5) / percentile(direct, 0.5), 2),
+    return paired(ours, direct)
+
+
+def _median_us(work: Callable[[], Any], repeat: int = 2000) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1e6, 1)
+
+
+def steps() -> dict[str, dict[str, float]]:
+    """Microseconds per step, before (the library path) and after (ours), in this process."""
+    import io
+    import logging
+
+    from coincurve import PrivateKey, PublicKey
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from eth_account._utils.legacy_transactions import (
+        encode_transaction,
+        serializable_unsigned_transaction_from_dict,
+    )
+    from eth_utils.address import to_checksum_address
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import namedtype, univ
+
+    from agentic_vault import _logging
+    from agentic_vault._der import decode_ecdsa_signature
+    from agentic_vault._fields import checksum_address
+    from agentic_vault._signature import EthSignature, kms_signature_to_eth, normalize_s
+    from agentic_vault._transaction import TransactionRequest, UnsignedTransaction
+
+    class SigValue(univ.Sequence):  # type: ignore[misc]
+        componentType = namedtype.NamedTypes(
+            namedtype.NamedType("r", univ.Integer()), namedtype.NamedType("s", univ.Integer())
+        )
+
+    def pyasn1_decode(der: bytes) -> tuple[int, int]:
+        value, _ = decoder.decode(der, asn1Spec=SigValue())
+        assert encoder.encode(value) == der
+        return int(value["r"]), int(value["s"])
+
+    secret = PrivateKey()
+    point = secret.public_key.format(compressed=False)
+    digest = bytes(range(32))
+    crypto_key = ec.derive_private_key(int.from_bytes(secret.secret, "big"), ec.SECP256K1())
+    der = crypto_key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    r, s_, _ = normalize_s(*decode_ecdsa_signature(der))
+
+    # Half of all signatures have parity 1, where trial recovery needed a second recovery.
+    samples = []
+    for i in range(16):
+        message = bytes([i]) * 32
+        signed = crypto_key.sign(message, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        samples.append((signed, message))
+
+    def two_recoveries() -> None:
+        for signed, message in samples:
+            r1, s1, _ = normalize_s(*pyasn1_decode(signed))
+            compact = r1.to_bytes(32, "big") + s1.to_bytes(32, "big")
+            for parity in (0, 1):
+                key = PublicKey.from_signature_and_message(
+                    compact + bytes([parity]), message, hasher=None
+                )
+                if key.format(compressed=False) == point:
+                    PublicKey(point).verify(encode_sig(r1, s1), message, hasher=None)
+                    break
+
+    def one_recovery() -> None:
+        for signed, message in samples:
+            kms_signature_to_eth(signed, message, point)
+
+    def encode_sig(r1: int, s1: int) -> bytes:
+        value = SigValue()
+        value["r"], value["s"] = r1, s1
+        return bytes(encoder.encode(value))
+
+    request = TransactionRequest.parse({**TX, "nonce": 7})
+    eth_account_dict = {
+        "chainId": 1, "nonce": 7, "gas": 21000, "to": ALICE, "value": int(TX["value"]),
+        "data": b"", "maxFeePerGas": int(TX["maxFeePerGas"]),
+        "maxPriorityFeePerGas": int(TX["maxPriorityFeePerGas"]), "type": 2, "accessList": [],
+    }  # fmt: skip
+
+    def eth_account_encode() -> bytes:
+        unsigned = serializable_unsigned_transaction_from_dict(eth_account_dict)
+        unsigned.hash()
+        return bytes(encode_transaction(unsigned, vrs=(1, r, s_)))
+
+    def ours_encode() -> bytes:
+        return UnsignedTransaction(request).encode(EthSignature(r, s_, 1))
+
+    address = ALICE.lower()
+    stream = io.StringIO()
+    _logging.configure_logging("info", stream=stream)
+    audit_logger = logging.getLogger(_logging.AUDIT_LOGGER)
+    fields = {
+        "tool": "sign_transaction",
+        "client": "stdio:bench",
+        "outcome": "ok",
+        "digest": "0x" + digest.hex(),
+        "duration_ms": 3.2,
+        "chain_id": 1,
+        "to": ALICE,
     }
+    figures = {
+        "DER signature decode": (lambda: pyasn1_decode(der), lambda: decode_ecdsa_signature(der)),
+        "DER to verified signature (x16, both parities)": (two_recoveries, one_recovery),
+        "transaction digest + signed encoding": (eth_account_encode, ours_encode),
+        "EIP-55 checksum of a known address": (
+            lambda: to_checksum_address(address),
+            lambda: checksum_address(address),
+        ),
+        "audit line": (
+            lambda: audit_logger.info("tool call", extra={"fields": fields}),
+            lambda: _logging.audit("tool call", **fields),
+        ),
+    }
+    result = {}
+    for name, (before, after) in figures.items():
+        repeat = 200 if "x16" in name else 2000
+        result[name] = {
+            "before_us": _median_us(before, repeat),
+            "after_us": _median_us(after, repeat),
+        }
+    logging.getLogger().handlers.clear()
+    return result
 
 
-def run(rounds: int, concurrency: int, latency: float, repeat: int) -> dict[str, Any]:
-    emulator = Emulator()
+def setups(with_postgres: bool) -> tuple[list[Setup], Any]:
+    """The three set-ups, and the PostgreSQL server to stop afterwards (or None)."""
+    policy = bench_policy()
+    found = [BASE, Setup("example policy, SQLite store", policy)]
+    if not with_postgres:
+        return found, None
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import PostgresServer, PostgresUnavailable
+
     try:
-        kms = boto3_client(emulator)
-        cold, bare = anyio.run(cold_starts, emulator, repeat)
-        ours = anyio.run(over_stdio, emulator, kms, rounds, concurrency, latency)
-        raw = raw_client_sign_transaction(emulator, kms, rounds)
+        postgres = PostgresServer()
+        postgres.start()
+    except PostgresUnavailable as exc:
+        print(f"bench: no PostgreSQL rows: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return found, None
+    found.append(Setup("example policy, PostgreSQL store", policy, postgres.create_schema))
+    return found, postgres
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    endpoints = {"emulator": Emulator("moto"), "keep-alive stub": Emulator("stub")}
+    chosen, postgres = setups(not args.no_postgres)
+    results: dict[str, Any] = {"rounds": args.rounds, "setups": {}}
+    try:
+        moto = endpoints["emulator"]
+        moto_kms = boto3_client(moto)
+        results["steps_us"] = steps()
+        cold, bare = anyio.run(cold_starts, moto, args.repeat)
+        tools = anyio.run(every_tool, moto, moto_kms, args.rounds)
+        for kind, emulator in endpoints.items():
+            kms = boto3_client(emulator)
+            for setup in chosen:
+                row = results["setups"].setdefault(setup.name, {})
+                row[kind] = {
+                    "sign_transaction": minimal_client(emulator, kms, setup, args.rounds),
+                    "burst": anyio.run(
+                        burst, emulator, kms, setup, args.concurrency, args.latency_ms / 1000
+                    ),
+                }
     finally:
-        emulator.stop()
-    return {
-        "rounds": rounds,
-        "cold_start_ms": ms(cold),
-        "bare_sdk_import_ms": ms(bare),
-        "cold_start_ratio": round(cold / bare, 2),
-        "direct_boto3_sign_p50_ms": ms(ours["direct_p50"]),
-        "direct_boto3_sign_p95_ms": ms(ours["direct_p95"]),
-        "tools": ours["tools"],
-        "sign_transaction_p50_ratio": ours["tools"]["sign_transaction"]["ratio"],
-        "sign_transaction_minimal_client": raw,
-        "kms_calls_per_sign_transaction": ours["kms_calls"],
-        "kms_calls_per_signature": sum(ours["kms_calls"].values()),
-        "concurrency": concurrency,
-        "injected_sign_latency_ms": ms(latency),
-        "concurrent_wall_ms": ms(ours["concurrent_wall"]),
-        "direct_concurrent_wall_ms": ms(ours["direct_concurrent_wall"]),
-        "concurrency_ratio": round(ours["concurrent_wall"] / ours["direct_concurrent_wall"], 2),
-        "peak_rss_mb": ours["peak_rss_mb"],
-        "targets": TARGETS,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-    }
+        for emulator in endpoints.values():
+            emulator.stop()
+        if postgres is not None:
+            postgres.destroy()
+    base = results["setups"][BASE.name]
+    results.update(
+        {
+            "cold_start_ms": ms(cold),
+            "bare_sdk_import_ms": ms(bare),
+            "cold_start_ratio": round(cold / bare, 2),
+            "direct_boto3_sign_p50_ms": ms(tools["direct_p50"]),
+            "direct_boto3_sign_p95_ms": ms(tools["direct_p95"]),
+            "tools": tools["tools"],
+            "sign_transaction_p50_ratio": base["emulator"]["sign_transaction"]["ratio"],
+            "sign_transaction_minimal_client": base["emulator"]["sign_transaction"],
+            "kms_calls_per_sign_transaction": tools["kms_calls"],
+            "kms_calls_per_signature": sum(tools["kms_calls"].values()),
+            "concurrency": args.concurrency,
+            "injected_sign_latency_ms": args.latency_ms,
+            "concurrent_wall_ms": base["emulator"]["burst"]["wall_ms"],
+            "direct_concurrent_wall_ms": base["emulator"]["burst"]["direct_wall_ms"],
+            "concurrency_ratio": base["emulator"]["burst"]["ratio"],
+            "peak_rss_mb": tools["peak_rss_mb"],
+            "targets": TARGETS,
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        }
+    )
+    return results
 
 
 def table(r: dict[str, Any]) -> str:
@@ -396,26 +658,36 @@ def table(r: dict[str, Any]) -> str:
         )
     ]
     for name, f in r["tools"].items():
-        ratio = f"x{f['ratio']}"
-        if name == "sign_transaction":
-            ratio = judged("sign_transaction_p50_ratio", f["ratio"], ratio)
         rows.append(
             (
-                f"{name} over stdio",
+                f"{name}, official client, emulator",
                 f"p50 {f['p50_ms']} ms / p95 {f['p95_ms']} ms",
                 f"direct boto3 Sign p50: {f['paired_direct_p50_ms']} ms",
-                ratio,
+                f"x{f['ratio']}",
             )
         )
-    raw = r["sign_transaction_minimal_client"]
-    rows.append(
-        (
-            "sign_transaction, minimal JSON-RPC client",
-            f"p50 {raw['p50_ms']} ms / p95 {raw['p95_ms']} ms",
-            f"direct boto3 Sign p50: {raw['paired_direct_p50_ms']} ms",
-            f"x{raw['ratio']}",
-        )
-    )
+    for setup, by_endpoint in r["setups"].items():
+        target = "sign_transaction_p50_ratio" if setup == BASE.name else "guarded_ratio"
+        burst_target = "concurrency_ratio" if setup == BASE.name else "guarded_ratio"
+        for endpoint, f in by_endpoint.items():
+            tx, many = f["sign_transaction"], f["burst"]
+            rows.append(
+                (
+                    f"sign_transaction, minimal client, {endpoint}, {setup}",
+                    f"p50 {tx['p50_ms']} ms / p95 {tx['p95_ms']} ms",
+                    f"direct boto3 Sign p50: {tx['paired_direct_p50_ms']} ms",
+                    judged(target, tx["ratio"], f"x{tx['ratio']}"),
+                )
+            )
+            rows.append(
+                (
+                    f"{r['concurrency']} concurrent, +{r['injected_sign_latency_ms']:g} ms per "
+                    f"Sign, {endpoint}, {setup}",
+                    f"{many['wall_ms']} ms",
+                    f"{r['concurrency']} threads of direct Sign: {many['direct_wall_ms']} ms",
+                    judged(burst_target, many["ratio"], f"x{many['ratio']}"),
+                )
+            )
     calls = ", ".join(f"{op} {n:g}" for op, n in r["kms_calls_per_sign_transaction"].items())
     per_signature = r["kms_calls_per_signature"]
     rows.append(
@@ -428,24 +700,24 @@ def table(r: dict[str, Any]) -> str:
     )
     rows.append(
         (
-            f"{r['concurrency']} concurrent sign_transaction, "
-            f"+{r['injected_sign_latency_ms']:g} ms per Sign",
-            f"{r['concurrent_wall_ms']} ms",
-            f"{r['concurrency']} threads of direct boto3 Sign: {r['direct_concurrent_wall_ms']} ms",
-            judged("concurrency_ratio", r["concurrency_ratio"], f"x{r['concurrency_ratio']}"),
-        )
-    )
-    rows.append(
-        (
             "server peak RSS",
             f"{r['peak_rss_mb']} MB",
             "",
             judged("peak_rss_mb", r["peak_rss_mb"], f"{r['peak_rss_mb']} MB"),
         )
     )
+    for step, f in r["steps_us"].items():
+        rows.append(
+            (
+                f"step: {step}",
+                f"{f['after_us']} us",
+                f"before: {f['before_us']} us",
+                f"x{round(f['after_us'] / f['before_us'], 2)}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
-        f"agentic-vault benchmark: {r['rounds']} rounds per tool, "
+        f"agentic-vault benchmark: {r['rounds']} rounds per figure, "
         f"{r['machine']['cpus']} CPUs, Python {r['machine']['python']}",
         "",
     ]
@@ -458,7 +730,7 @@ def table(r: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark agentic-vault-mcp on a local KMS.")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--rounds", type=int, default=200, help="calls per tool (default 200)")
+    parser.add_argument("--rounds", type=int, default=200, help="calls per figure (default 200)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--latency-ms",
@@ -467,8 +739,11 @@ def main() -> int:
         help="added to every Sign in the concurrency test (default 50)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="cold starts measured (default 5)")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the PostgreSQL rows (no server binaries)"
+    )
     args = parser.parse_args()
-    results = run(args.rounds, args.concurrency, args.latency_ms / 1000, args.repeat)
+    results = run(args)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
 

@@ -1,6 +1,6 @@
 """Hostile inputs against agentic-vault, in CPU seconds: one scenario per known attack.
 
-    python scripts/stress.py typed-data [--json]
+    python scripts/stress.py typed-data|cancel|flood [--json]
 
 Each scenario is a function that returns its figures; ``main`` picks one by name.
 Server figures come from the installed ``agentic-vault-mcp`` spoken to over stdio
@@ -15,6 +15,18 @@ typed-data
     worst payloads within the documented typed-data limits, each parsed, validated
     and hashed in this process (``parse_typed_data(text).digest``): the CPU time of
     the slowest of several runs' best, which must stay under 250 ms.
+
+cancel
+    Issue #8, item 2: with every Sign taking 1.5 s, four waves of 64 sign_message
+    calls, each call cancelled (``notifications/cancelled``) once sent; the first
+    wave only once its 64 Signs are under way. Figures: the server's peak thread
+    count (budget: the 64-call limit plus 12) and the Signs KMS received (budget:
+    the first wave's 64; a call cancelled before kms:Sign never makes one).
+
+flood
+    Issue #8, item 3: with every Sign taking 2.5 s, 64 small sign_message calls in
+    flight, then 300 more of 1.9 MiB each. Figures: the server's peak RSS (budget:
+    150 MB), and that every request got its answer.
 """
 
 from __future__ import annotations
@@ -199,6 +211,33 @@ class RawServer:
         self.process.stdin.write(json.dumps(message).encode() + b"\n")
         self.process.stdin.flush()
 
+    def send_call(self, request_id: int, tool: str, arguments: dict[str, Any]) -> None:
+        self._send(
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }
+        )
+
+    def cancel(self, request_id: int) -> None:
+        self._send(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": request_id, "reason": "stress"},
+            }
+        )
+
+    def receive(self, timeout: float = 120) -> dict[str, Any]:
+        return self._frames.get(timeout=timeout)
+
+    def status(self, field: str) -> int:
+        """A figure of /proc/PID/status (``Threads``, ``VmHWM`` in KiB...)."""
+        text = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(text.split(f"{field}:")[1].split()[0])
+
     def request(self, method: str, params: dict[str, Any], timeout: float = 300) -> Any:
         self._next_id += 1
         self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
@@ -292,8 +331,120 @@ def typed_data_scenario() -> dict[str, Any]:
     }
 
 
+class _Peak:
+    """The largest value a /proc status figure reaches while it is sampled."""
+
+    def __init__(self, server: RawServer, field: str) -> None:
+        self.server, self.field, self.peak = server, field, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.server.status(self.field))
+            except (OSError, IndexError):
+                return
+            time.sleep(0.01)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak
+
+
+def _wait_for(condition: Callable[[], bool], limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def cancel_scenario() -> dict[str, Any]:
+    from agentic_vault._local_kms import CONTROL, LocalKms
+
+    with LocalKms() as kms:
+        kms.create_key(alias="alias/agentic-vault-stress")
+        server = RawServer(server_env(kms))
+        try:
+            server.request("tools/call", {"name": "get_address", "arguments": {}})
+            CONTROL.calls.clear()
+            CONTROL.latency["Sign"] = 1.5
+            threads = _Peak(server, "Threads")
+            started = time.perf_counter()
+            request_id = 1000
+            for wave in range(4):
+                ids = range(request_id, request_id + 64)
+                request_id += 64
+                for i in ids:
+                    server.send_call(i, "sign_message", {"message": f"wave {wave} call {i}"})
+                if wave == 0:
+                    _wait_for(lambda: CONTROL.calls["Sign"] >= 64, 30)
+                for i in ids:
+                    server.cancel(i)
+            time.sleep(6)  # every Sign that was started has ended
+            peak_threads = threads.stop()
+            signs = CONTROL.calls["Sign"]
+            CONTROL.latency.clear()
+        finally:
+            server.close()
+    return {
+        "calls": 256,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_threads": {"value": peak_threads, "budget": 64 + 12,
+                         "within_budget": peak_threads <= 64 + 12},
+        "kms_signs": {"value": signs, "budget": 64, "within_budget": signs <= 64},
+    }  # fmt: skip
+
+
+def flood_scenario() -> dict[str, Any]:
+    from agentic_vault._local_kms import CONTROL, LocalKms
+
+    big = "y" * int(1.9 * 1024 * 1024)
+    with LocalKms() as kms:
+        kms.create_key(alias="alias/agentic-vault-stress")
+        server = RawServer(server_env(kms))
+        try:
+            server.request("tools/call", {"name": "sign_message", "arguments": {"message": "warm"}})
+            before_mb = server.status("VmHWM") / 1024
+            CONTROL.latency["Sign"] = 2.5
+            cpu_before = server.cpu_seconds()
+
+            def flood() -> None:
+                for i in range(64):
+                    server.send_call(2000 + i, "sign_message", {"message": f"in flight {i}"})
+                for i in range(300):
+                    server.send_call(3000 + i, "sign_message", {"message": big})
+
+            started = time.perf_counter()
+            writer = threading.Thread(target=flood, daemon=True)
+            writer.start()
+            answered = {server.receive(timeout=300).get("id") for _ in range(364)}
+            writer.join(60)
+            seconds = time.perf_counter() - started
+            peak_mb = server.status("VmHWM") / 1024
+            cpu = server.cpu_seconds() - cpu_before
+            CONTROL.latency.clear()
+        finally:
+            server.close()
+    return {
+        "requests": 364,
+        "answered": len(answered),
+        "seconds": round(seconds, 1),
+        "server_cpu_seconds": round(cpu, 2),
+        "rss_before_mb": round(before_mb, 1),
+        "peak_rss_mb": {"value": round(peak_mb, 1), "budget": 150,
+                        "within_budget": peak_mb < 150 and len(answered) == 364},
+    }  # fmt: skip
+
+
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "typed-data": typed_data_scenario,
+    "cancel": cancel_scenario,
+    "flood": flood_scenario,
 }
 
 

@@ -52,3 +52,16 @@ def test_the_benchmark_reports_every_figure() -> None:
     assert figures["direct_concurrent_wall_ms"] > 20
     assert 0 < figures["peak_rss_mb"] < 1024
     assert figures["sign_transaction_minimal_client"]["p50_ms"] > 0
+    # Every set-up against both endpoints: no policy, the example policy on SQLite and on
+    # PostgreSQL (the suite has PostgreSQL's binaries).
+    assert set(figures["setups"]) == {
+        "no policy, SQLite store",
+        "example policy, SQLite store",
+        "example policy, PostgreSQL store",
+    }
+    for by_endpoint in figures["setups"].values():
+        assert set(by_endpoint) == {"emulator", "keep-alive stub"}
+        for row in by_endpoint.values():
+            assert 0 < row["sign_transaction"]["p50_ms"] <= row["sign_transaction"]["p95_ms"]
+            assert row["burst"]["wall_ms"] > 20
+            assert row["burst"]["direct_wall_ms"] > 20

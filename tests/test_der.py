@@ -8,6 +8,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import namedtype, univ
 
 from agentic_vault import KmsKeyInvalid, MalformedDer, VaultError
 from agentic_vault._der import (
@@ -186,3 +190,68 @@ def test_mutated_public_keys_raise_only_our_errors(data: st.DataObject) -> None:
 
 
 _GOOD = _good_spki()
+
+
+# -- the hand-written signature parser against pyasn1 -----------------------------------
+
+
+class _SigValue(univ.Sequence):  # type: ignore[misc]
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("r", univ.Integer()), namedtype.NamedType("s", univ.Integer())
+    )
+
+
+def _pyasn1_verdict(blob: bytes) -> tuple[int, int] | None:
+    """What a strict pyasn1 decode makes of ``blob``: (r, s) in range, or None (refused)."""
+    try:
+        value, rest = der_decoder.decode(blob, asn1Spec=_SigValue())
+        if rest or der_encoder.encode(value) != blob:
+            return None
+    except PyAsn1Error:
+        return None
+    r, s = int(value["r"]), int(value["s"])
+    return (r, s) if 0 < r < SECP256K1_N and 0 < s < SECP256K1_N else None
+
+
+def _ours(blob: bytes) -> tuple[int, int] | None:
+    try:
+        return decode_ecdsa_signature(blob)
+    except MalformedDer:
+        return None
+
+
+def _mutations(der: bytes) -> st.SearchStrategy[bytes]:
+    """Valid signatures with one byte changed, inserted or removed, or cut short."""
+    positions = st.integers(min_value=0, max_value=len(der) - 1)
+    return st.one_of(
+        st.tuples(positions, st.integers(0, 255)).map(
+            lambda pv: der[: pv[0]] + bytes([pv[1]]) + der[pv[0] + 1 :]
+        ),
+        st.tuples(positions, st.integers(0, 255)).map(
+            lambda pv: der[: pv[0]] + bytes([pv[1]]) + der[pv[0] :]
+        ),
+        positions.map(lambda p: der[:p] + der[p + 1 :]),
+        positions.map(lambda p: der[:p]),
+    )
+
+
+@settings(max_examples=3000)
+@given(
+    blob=st.one_of(
+        st.binary(max_size=80),
+        st.tuples(scalars, scalars).flatmap(lambda rs: _mutations(encode_dss_signature(*rs))),
+        st.tuples(scalars, scalars).map(lambda rs: encode_dss_signature(*rs)),
+    )
+)
+@example(blob=bytes.fromhex("30810602010102010" + "2"))
+@example(blob=bytes.fromhex("300702020001020102"))
+def test_the_hand_written_parser_agrees_with_pyasn1(blob: bytes) -> None:
+    assert _ours(blob) == _pyasn1_verdict(blob)
+
+
+@settings(max_examples=500)
+@given(r=scalars, s=scalars)
+def test_the_hand_written_encoder_agrees_with_pyasn1(r: int, s: int) -> None:
+    value = _SigValue()
+    value["r"], value["s"] = r, s
+    assert encode_ecdsa_signature(r, s) == bytes(der_encoder.encode(value))

@@ -111,3 +111,20 @@ def test_to_bytes_is_r_s_v() -> None:
     assert int.from_bytes(raw[:32], "big") == signature.r
     assert int.from_bytes(raw[32:64], "big") == signature.s
     assert raw[64] == 27 + signature.y_parity
+
+
+def test_the_parity_rule_and_the_second_recovery_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # r < p - n almost never happens (2^-127); raise p so that every signature takes the
+    # branch that checks parity 1 by recovery, and compare with the usual rule.
+    import agentic_vault._signature as signature_module
+
+    cases = []
+    for _ in range(200):
+        digest = os.urandom(32)
+        r, s, _ = normalize_s(*decode_ecdsa_signature(KEY.kms_sign(digest)))
+        cases.append((digest, r, s, signature_module.recover_y_parity(digest, r, s, KEY.point)))
+    monkeypatch.setattr(signature_module, "SECP256K1_P", 2**300)
+    for digest, r, s, parity in cases:
+        assert signature_module.recover_y_parity(digest, r, s, KEY.point) == parity
+        assert _recover(digest, parity, r, s) == KEY.address
+    assert {parity for *_, parity in cases} == {0, 1}

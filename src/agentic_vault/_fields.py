@@ -11,6 +11,7 @@ unknown field gets a hint: the name other tools use for it (``gasLimit`` →
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import typing
 from collections.abc import Sequence
@@ -216,13 +217,27 @@ def parse_hex_bytes(value: Any, max_bytes: int, exact: int | None = None) -> byt
     return raw
 
 
+@functools.lru_cache(maxsize=4096)
+def _checksummed(lower_hex: str) -> str:
+    from eth_utils.address import to_checksum_address
+
+    return str(to_checksum_address(lower_hex))
+
+
+def checksum_address(address: str) -> str:
+    """The EIP-55 form of a ``0x`` + 40 hex digit address; each address is hashed once.
+
+    A keccak per address per request was half of argument validation; the cache
+    holds the few thousand addresses a signer sees (its own, recipients, tokens).
+    """
+    return _checksummed(address.lower())
+
+
 def parse_address(value: Any) -> str:
     """The EIP-55 checksummed form of a 20-byte hex address."""
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise PydanticCustomError("address", "must be a 0x-prefixed 20-byte (40 hex digit) address")
-    from eth_utils.address import to_checksum_address
-
-    checksummed: str = to_checksum_address(value)
+    checksummed = checksum_address(value)
     body = value[2:]
     if body != body.lower() and body != body.upper() and value != checksummed:
         raise PydanticCustomError(

@@ -64,13 +64,19 @@ REQUEST_DUMPING_LOGGERS = (
 )
 
 
+def _timestamp(created: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1000):03d}Z"
+    )
+
+
 class JsonLineFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and whitelisted fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -156,8 +162,40 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     audit.setLevel(logging.INFO)
     audit.propagate = False
     audit.handlers = [handler]
+    _audit_handler[:] = [handler]
+
+
+_audit_handler: list[_FlushingHandler] = []
+# The only audit field that can carry text we did not write (it quotes the SDK or the store).
+_FREE_TEXT = "error"
 
 
 def audit(message: str, **fields: Any) -> None:
-    """Write one audit line (always, whatever ``--log-level`` says)."""
-    logging.getLogger(AUDIT_LOGGER).info(message, extra={"fields": fields})
+    """Write one audit line (always, whatever ``--log-level`` says).
+
+    Straight to the handler's stream, under its lock: the same line the
+    formatter would write, without a LogRecord and the filter chain on every
+    tool call. Free text is redacted here as the filter would.
+    """
+    if not _audit_handler:
+        logging.getLogger(AUDIT_LOGGER).info(message, extra={"fields": fields})
+        return
+    handler = _audit_handler[0]
+    line: dict[str, Any] = {
+        "ts": _timestamp(time.time()),
+        "level": "info",
+        "logger": AUDIT_LOGGER,
+        "message": message,
+    }
+    for key, value in fields.items():
+        if key in LOG_FIELDS and value is not None:
+            line[key] = redact_secrets(value) if key == _FREE_TEXT else value
+    text = json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
+    handler.acquire()
+    try:
+        handler.stream.write(text + "\n")
+        handler.stream.flush()
+    except (OSError, ValueError):  # stderr gone: the durable trail still has the record
+        pass
+    finally:
+        handler.release()

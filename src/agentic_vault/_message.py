@@ -1,23 +1,21 @@
-"""EIP-191 ``personal_sign`` messages, and the digest of any EIP-191 signable.
+"""EIP-191 ``personal_sign`` messages (version 0x45, "E") and their digest.
 
-Typed data (version 0x01) and personal messages (version 0x45, "E") are both
-EIP-191 ``SignableMessage`` values from eth-account; one function hashes
-either for the signing core.
+The digest is one line of the EIP:
+``keccak256(0x19 || "Ethereum Signed Message:\\n" || len(message) || message)``. It
+is written here rather than taken from eth-account, whose import alone weighs
+10 MB in the server; eth-account stays the independent reference in the tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic_core import PydanticCustomError
 
 from ._errors import InvalidInput
 from ._fields import parse_hex_bytes
-
-if TYPE_CHECKING:
-    from eth_account.messages import SignableMessage
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -44,9 +42,10 @@ class PersonalMessage:
     @cached_property
     def digest(self) -> bytes:
         """``keccak256("\\x19Ethereum Signed Message:\\n" || len || message)``."""
-        from eth_account.messages import encode_defunct
+        from eth_utils.crypto import keccak
 
-        return signable_digest(encode_defunct(primitive=self.raw))
+        header = b"\x19Ethereum Signed Message:\n" + str(len(self.raw)).encode("ascii")
+        return bytes(keccak(header + self.raw))
 
 
 def message_bytes(message: str, encoding: MessageEncoding, root: str = "message") -> bytes:
@@ -77,10 +76,3 @@ def message_bytes(message: str, encoding: MessageEncoding, root: str = "message"
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidInput(f"{root}: is {len(raw)} bytes; {limit}.")
     return raw
-
-
-def signable_digest(signable: SignableMessage) -> bytes:
-    """The 32 bytes an EIP-191 signer signs: ``keccak256(0x19 || version || header || body)``."""
-    from eth_utils.crypto import keccak
-
-    return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))

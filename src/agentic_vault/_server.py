@@ -297,26 +297,34 @@ class ToolRunner:
     async def _run(
         self, spec: ToolSpec, arguments: dict[str, Any], call: Call, context: Any
     ) -> Any:
-        args = await self.in_worker(call, lambda: _validate(spec, arguments))
-        make_subject = spec.subject
-        if make_subject is None:
-            if spec.name == "health_check":
-                return await self.in_worker(call, lambda: self.vault.health(call))
-            return await self.in_worker(call, lambda: self.vault.address(call))
-        prepared: Prepared = await self.in_worker(
-            call, lambda: self.vault.prepare(make_subject(args), call)
-        )
-        approval_id = None
-        if prepared.needs_approval and self._elicitable(context, call):
-            from .approval import elicitation
+        """One hop to a worker thread for the whole call; two more if a person is asked."""
+        elicitable = spec.subject is not None and self._elicitable(context, call)
+        done = await self.in_worker(call, lambda: self._work_of(spec, arguments, call, elicitable))
+        if not isinstance(done, Prepared):
+            return done
+        # The policy asks a person, and this client can ask one.
+        from .approval import elicitation
 
-            asked = await elicitation.ask(
-                self.vault, prepared, call, context, lambda work: self.in_worker(call, work)
-            )
-            if not isinstance(asked, str):
-                return asked
-            approval_id = asked
-        return await self.in_worker(call, lambda: self.vault.execute(prepared, call, approval_id))
+        asked = await elicitation.ask(
+            self.vault, done, call, context, lambda work: self.in_worker(call, work)
+        )
+        if not isinstance(asked, str):
+            return asked  # the question itself (2026-07-28): the client calls again
+        return await self.in_worker(call, lambda: self.vault.execute(done, call, asked))
+
+    def _work_of(
+        self, spec: ToolSpec, arguments: dict[str, Any], call: Call, elicitable: bool
+    ) -> BaseModel | Prepared:
+        """Validate, then read, or prepare and (unless a person is to be asked) execute."""
+        args = _validate(spec, arguments)
+        if spec.subject is None:
+            if spec.name == "health_check":
+                return self.vault.health(call)
+            return self.vault.address(call)
+        prepared = self.vault.prepare(spec.subject(args), call)
+        if prepared.needs_approval and elicitable:
+            return prepared
+        return self.vault.execute(prepared, call)
 
     def _elicitable(self, context: Any, call: Call) -> bool:
         from .approval.elicitation import can_elicit

@@ -6,11 +6,15 @@ VaultSettings ──open_vault──▶ Vault(KmsSigner, Store, Guard(PolicyHold
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._config import SignerConfig
 from ._vault import DEFAULT_APPROVAL_TTL, Guard, Vault
+
+if TYPE_CHECKING:
+    from ._signer import KmsSigner
 
 
 class VaultSettings(BaseModel):
@@ -28,9 +32,10 @@ class VaultSettings(BaseModel):
     )
 
 
-def open_vault(settings: VaultSettings) -> Vault:
+def open_vault(settings: VaultSettings, *, signer: KmsSigner | None = None) -> Vault:
     """The vault these settings describe. Loads the policy (``PolicyFileError`` if bad);
-    connects to nothing: KMS and the store are reached on first use."""
+    connects to nothing: KMS and the store are reached on first use. ``signer``: one
+    already made of ``settings.signer`` (doctor's, on the session its checks used)."""
     from ._signer import KmsSigner
     from .store import open_store
 
@@ -40,7 +45,7 @@ def open_vault(settings: VaultSettings) -> Vault:
 
         holder = PolicyHolder(settings.policy)
     return Vault(
-        KmsSigner(settings.signer),
+        signer or KmsSigner(settings.signer),
         open_store(settings.state_dir, settings.state_url),
         Guard(holder),
         approval_ttl=settings.approval_ttl,

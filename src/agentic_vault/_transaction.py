@@ -3,9 +3,11 @@
 The request is the ``eth_signTransaction`` JSON-RPC object (or a JSON string
 of one, which agents often send; a repeated key in it is refused). We validate
 it strictly (eth-account is lenient; pydantic's lax mode would take ``true`` or
-``2.0`` for a type), settle its type, then hand eth-account a normalized dict:
-its serializer computes the signing hash and encodes the signed transaction, so
-RLP and the per-type layouts are never written here.
+``2.0`` for a type) and settle its type. The encoding is done once: the RLP of
+the unsigned fields (pyrlp encodes each item) is kept, hashed for the signing
+digest, and reused for the signed form, which only appends v, r and s. The
+per-type field order is the EIPs' (2718 and 155, 2930, 1559, 4844, 7702); the
+differential tests check every type against eth-account's own serializer.
 """
 
 from __future__ import annotations
@@ -229,44 +231,37 @@ class TransactionRequest(StrictModel):
             raise field_error("authorizationList", "needs at least one authorization")
         return self
 
-    def eth_account_fields(self) -> dict[str, Any]:
-        """The normalized dict eth-account's serializer takes (type 0: no ``type`` key)."""
+    def rlp_fields(self) -> list[Any]:
+        """The unsigned transaction's fields in its type's RLP order (v, r, s not included).
+
+        A legacy transaction's signing payload appends chainId, 0, 0 (EIP-155).
+        """
         tx_type = self.tx_type
-        fields: dict[str, Any] = {
-            "chainId": self.chain_id,
-            "nonce": self.nonce,
-            "gas": self.gas,
-            "to": self.to if self.to is not None else b"",
-            "value": self.value,
-            "data": self.data,
-        }
-        if tx_type in (0, 1):
-            fields["gasPrice"] = self.gas_price
-        else:
-            fields["maxFeePerGas"] = self.max_fee_per_gas
-            fields["maxPriorityFeePerGas"] = self.max_priority_fee_per_gas
+        to = bytes.fromhex(self.to[2:]) if self.to is not None else b""
         if tx_type == 0:
-            return fields
-        fields["type"] = tx_type
-        fields["accessList"] = [
-            {"address": e.address, "storageKeys": ["0x" + k.hex() for k in e.storage_keys]}
-            for e in self.access_list or ()
+            return [self.nonce, self.gas_price, self.gas, to, self.value, self.data]
+        access_list = [
+            [bytes.fromhex(entry.address[2:]), list(entry.storage_keys)]
+            for entry in self.access_list or ()
         ]
+        if tx_type == 1:
+            return [
+                self.chain_id, self.nonce, self.gas_price, self.gas, to, self.value, self.data,
+                access_list,
+            ]  # fmt: skip
+        fields: list[Any] = [
+            self.chain_id, self.nonce, self.max_priority_fee_per_gas, self.max_fee_per_gas,
+            self.gas, to, self.value, self.data, access_list,
+        ]  # fmt: skip
         if tx_type == 3:
-            fields["maxFeePerBlobGas"] = self.max_fee_per_blob_gas
-            fields["blobVersionedHashes"] = list(self.blob_versioned_hashes or ())
+            fields += [self.max_fee_per_blob_gas, list(self.blob_versioned_hashes or ())]
         if tx_type == 4:
-            fields["authorizationList"] = [
-                {
-                    "chainId": a.chain_id,
-                    "address": a.address,
-                    "nonce": a.nonce,
-                    "yParity": a.y_parity,
-                    "r": a.r,
-                    "s": a.s,
-                }
-                for a in self.authorization_list or ()
-            ]
+            fields.append(
+                [
+                    [a.chain_id, bytes.fromhex(a.address[2:]), a.nonce, a.y_parity, a.r, a.s]
+                    for a in self.authorization_list or ()
+                ]
+            )
         return fields
 
 
@@ -307,16 +302,24 @@ class UnsignedTransaction:
     """A validated transaction, its signing digest, and how to encode it once signed."""
 
     def __init__(self, request: TransactionRequest) -> None:
-        from eth_account._utils.legacy_transactions import (
-            serializable_unsigned_transaction_from_dict,
-        )
+        import rlp
+        from eth_utils.crypto import keccak
 
         self.request = request
         self.tx_type = request.tx_type
-        self._serializable = serializable_unsigned_transaction_from_dict(
-            request.eth_account_fields()
-        )
-        self.digest: bytes = bytes(self._serializable.hash())
+        # Each field's RLP, concatenated: the body of the list, before v, r and s.
+        self._body = b"".join(rlp.encode(field) for field in request.rlp_fields())
+        unsigned = self._body
+        if self.tx_type == 0:  # EIP-155: the chain id and two zeros stand in for v, r, s
+            unsigned += rlp.encode(request.chain_id) + rlp.encode(0) + rlp.encode(0)
+        self.digest: bytes = bytes(keccak(self._envelope(unsigned)))
+
+    def _envelope(self, body: bytes) -> bytes:
+        """The RLP list of ``body``, after the type byte for typed transactions (EIP-2718)."""
+        from rlp.codec import length_prefix
+
+        listed = bytes(length_prefix(len(body), 0xC0)) + body
+        return listed if self.tx_type == 0 else bytes([self.tx_type]) + listed
 
     def v_for(self, signature: EthSignature) -> int:
         """yParity for typed transactions; ``chainId*2 + 35 + parity`` (EIP-155) for legacy."""
@@ -326,16 +329,7 @@ class UnsignedTransaction:
 
     def encode(self, signature: EthSignature) -> bytes:
         """The signed raw transaction (the ``eth_sendRawTransaction`` payload)."""
-        from eth_account._utils.legacy_transactions import encode_transaction
-        from eth_account.typed_transactions.typed_transaction import TypedTransaction
+        import rlp
 
-        vrs = (self.v_for(signature), signature.r, signature.s)
-        if not isinstance(self._serializable, TypedTransaction):
-            return bytes(encode_transaction(self._serializable, vrs=vrs))
-        # eth-account's encode_transaction validates the whole transaction again; the
-        # dictionary it validated for the signing hash only lacks v, r and s.
-        # The implementations (DynamicFeeTransaction...) take their dictionary; their
-        # abstract base declares neither, hence Any.
-        unsigned: Any = self._serializable.transaction
-        signed = type(unsigned)({**unsigned.dictionary, "v": vrs[0], "r": vrs[1], "s": vrs[2]})
-        return bytes(TypedTransaction(self.tx_type, signed).encode())
+        vrs = rlp.encode(self.v_for(signature)) + rlp.encode(signature.r) + rlp.encode(signature.s)
+        return self._envelope(self._body + vrs)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from ._errors import ApprovalRequired, InvalidInput, PolicyDenied, VaultError
+from ._errors import ApprovalRequired, InvalidInput, PolicyDenied, StateUnavailable, VaultError
 from ._message import MessageEncoding, PersonalMessage
 from ._results import AddressResult, HealthReport, PolicyInfo, StateInfo
 from ._signer import KmsSigner, prepare_transaction
@@ -134,6 +134,12 @@ class Guard:
     @property
     def loaded(self) -> LoadedPolicy | None:
         return self.holder.current if self.holder is not None else None
+
+    def refreshed(self) -> LoadedPolicy | None:
+        """The policy the next request will be judged by: reloaded first if its file changed."""
+        if self.holder is not None:
+            self.holder.reload_if_changed()
+        return self.loaded
 
     def decide(self, subject: Subject, signer: str, now: float) -> tuple[Decision, str | None]:
         """The decision and the sha256 of the policy that made it (None: no policy)."""
@@ -270,7 +276,9 @@ class Vault:
         the store can be written."""
         report = self.signer.health()
         state = self.store.health()
-        loaded = (self.guard_for(call) if call is not None else self.guard).loaded
+        # Not the policy last used, but the one in force now: an operator who edits the file
+        # and asks health_check must see the edit taken (or, if it was bad, the warning).
+        loaded = (self.guard_for(call) if call is not None else self.guard).refreshed()
         problems = list(report.problems)
         if not state.ok:
             problems.append(f"state_unavailable: {state.problem} Signing is refused until then.")
@@ -341,11 +349,24 @@ class Vault:
         tx_hash = getattr(result, "hash", None)
         call.record.tx_hash = tx_hash
         outcome = "cancelled_after_signing" if call.cancelled.is_set() else "signed"
-        self.store.write(lambda c: self._finish(c, prepared, call, begun, outcome, tx_hash))
-        call.record.outcome = outcome
+        call.record.outcome = outcome  # signed, whether or not its record can be committed
+        try:
+            self.store.write(lambda c: self._finish(c, prepared, call, begun, outcome, tx_hash))
+        except StateUnavailable:
+            raise self._withheld(begun) from None
         if outcome != "signed":
             raise CallCancelled
         return result
+
+    def _withheld(self, begun: _Begun) -> StateUnavailable:
+        # The store's own words say "nothing was signed", true only before kms:Sign.
+        problem = self.store.health(probe=False).problem or "the store did not commit in time."
+        return StateUnavailable(
+            "kms:Sign signed this request, but its record could not be committed, so the "
+            f"signature was withheld and is not returned: {problem} Send the request again "
+            f"once the store works; its intent (audit record {begun.intent_seq}) may stay "
+            "without an outcome."
+        )
 
     def _sign(self, prepared: Prepared) -> BaseModel:
         subject = prepared.subject

@@ -49,6 +49,10 @@ class DoctorOptions(BaseModel):
     expected_address: str | None = None
     ca: Path | None = None
     sign_test: bool = False
+    # Where --sign-test's signature is judged and recorded, as the server would.
+    policy: Path | None = None
+    state_dir: str | None = None
+    state_url: str | None = None
 
 
 def run_doctor(options: DoctorOptions, environ: Mapping[str, str]) -> Report:
@@ -56,7 +60,7 @@ def run_doctor(options: DoctorOptions, environ: Mapping[str, str]) -> Report:
     from .aws_config import check_aws_config
     from .certificates import check_certificates
     from .helper import check_helper_program, check_helper_run
-    from .live import check_live
+    from .live import SignTest, check_live
     from .settings import check_settings
 
     settings_check, settings = check_settings(options, environ)
@@ -67,8 +71,11 @@ def run_doctor(options: DoctorOptions, environ: Mapping[str, str]) -> Report:
     blocker = setup.blocker
     if blocker is None and "fail" in (program_check.status, run_check.status):
         blocker = "the credential helper fails (see helper and helper-run)"
+    sign_test = None
+    if options.sign_test:
+        sign_test = SignTest.resolve(options.policy, options.state_dir, options.state_url, environ)
     live_checks = check_live(
-        settings, options.profile, setup.region, setup.process, blocker, options.sign_test
+        settings, options.profile, setup.region, setup.process, blocker, sign_test
     )
     return Report.of(
         [
@@ -97,6 +104,8 @@ def add_command(subparsers: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``agentic-vault doctor``'s flags: the server's, with the same environment fallbacks."""
+    from ..commands._state import add_state_options
+
     parser.add_argument(
         "--key-id",
         metavar="ID",
@@ -126,8 +135,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sign-test",
         action="store_true",
-        help="also sign a test message with kms:Sign and verify the signature",
+        help="also sign a test message the way the server signs (through the policy, on the "
+        "audit trail as doctor:USER) and verify the signature",
     )
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the server's policy, which --sign-test's message must pass [env: VAULT_POLICY]",
+    )
+    add_state_options(parser)
     parser.add_argument(
         "--json", action="store_true", help='print {"ok", "checks": [...]} instead of a checklist'
     )
@@ -144,6 +160,9 @@ def main(args: argparse.Namespace) -> int:
         expected_address=args.expected_address,
         ca=args.ca,
         sign_test=args.sign_test,
+        policy=args.policy,
+        state_dir=args.state_dir,
+        state_url=args.state_url,
     )
     # The report says everything; log lines from the SDK or the signer would only repeat it.
     logging.disable(logging.CRITICAL)

@@ -5,22 +5,34 @@
     kms-key            DescribeKey: spec ECC_SECG_P256K1, usage SIGN_VERIFY, state Enabled
     address            GetPublicKey: the key's Ethereum address
     expected-address   it is the --expected-address / VAULT_EXPECTED_ADDRESS, if one is set
-    sign-test          with --sign-test: one kms:Sign, verified with eth-account
+    sign-test          with --sign-test: one signature through the server's pipeline,
+                       verified with eth-account
 
 One boto3 session serves every call, so the helper runs once for all of them; the
 SDK honours ``AWS_ENDPOINT_URL_STS`` / ``_KMS`` / ``AWS_ENDPOINT_URL`` by itself.
 Failures are worded by ``_kms_errors``, the same words the server's tools use.
+
+The sign test is a ``sign_message`` call like any other: the vault built from the
+server's settings (``--policy``/``VAULT_POLICY``, ``--state-dir``/``--state-url``)
+judges it and records it on the audit trail as client ``doctor:USER``, and it counts
+towards the policy's rate. A policy that refuses doctor's fixed message is a warning
+naming the policy KEY, not a failure: a policy that signs no free text is a good one
+(``examples/policy.toml`` is such a policy), and nothing in the setup is broken;
+the warning says kms:Sign was not tried and how to try it.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._aws_config import CredentialProcess
 from .._config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SignerConfig
-from .._errors import InternalError, VaultError
+from .._errors import InternalError, PolicyDenied, VaultError
 from .._kms_errors import HOW_TO_PROVIDE_CREDENTIALS, KmsCallContext, classify, is_sdk_failure
 from .report import Check, fail, failed_with, ok, skipped, warn
 
@@ -28,6 +40,7 @@ if TYPE_CHECKING:
     import boto3
 
     from .._signer import KmsSigner
+    from .._vault import Vault
 
 SIGN_TEST_MESSAGE = "agentic-vault doctor sign test"
 NAMES = ("credentials", "caller-identity", "kms-key", "address", "expected-address", "sign-test")
@@ -45,13 +58,39 @@ _KINDS = {
 }
 
 
+@dataclass(frozen=True)
+class SignTest:
+    """Where the test signature goes: the policy and the store the server would use."""
+
+    policy: Path | None
+    state_dir: str | None
+    state_url: str | None
+
+    @classmethod
+    def resolve(
+        cls,
+        policy: Path | None,
+        state_dir: str | None,
+        state_url: str | None,
+        environ: Mapping[str, str],
+    ) -> SignTest:
+        """Flags first, then ``VAULT_POLICY``, ``VAULT_STATE_URL``, ``VAULT_STATE_DIR``."""
+        from ..commands._state import state_location
+
+        if policy is None and environ.get("VAULT_POLICY", "").strip():
+            policy = Path(environ["VAULT_POLICY"].strip())
+        where = argparse.Namespace(state_dir=state_dir, state_url=state_url)
+        state_dir, state_url = state_location(where, environ)
+        return cls(policy, state_dir, state_url)
+
+
 def check_live(
     settings: SignerConfig | None,
     profile: str | None,
     region: str | None,
     process: CredentialProcess | None,
     blocker: str | None,
-    sign_test: bool,
+    sign_test: SignTest | None,
 ) -> list[Check]:
     if blocker is not None:
         return [skipped(name, f"{blocker}") for name in NAMES]
@@ -63,7 +102,7 @@ def _checks(
     profile: str | None,
     region: str | None,
     process: CredentialProcess | None,
-    sign_test: bool,
+    sign_test: SignTest | None,
 ) -> Iterator[Check]:
     import boto3
 
@@ -97,12 +136,12 @@ def _checks(
         return
     expected_check = _expected(settings, address)
     yield expected_check
-    if not sign_test:
+    if sign_test is None:
         yield skipped("sign-test", "pass --sign-test to sign a test message with kms:Sign")
     elif expected_check.status == "fail":
         yield skipped("sign-test", "the key is not the expected one (see expected-address)")
     else:
-        yield _sign_test(signer, address)
+        yield _sign_test(signer, address, sign_test)
 
 
 def _context(
@@ -218,11 +257,64 @@ def _expected(settings: SignerConfig, address: str) -> Check:
     return ok("expected-address", f"the key's address is the expected {expected}")
 
 
-def _sign_test(signer: KmsSigner, address: str) -> Check:
+def _sign_test(signer: KmsSigner, address: str, where: SignTest) -> Check:
+    from .._settings import VaultSettings, open_vault
+    from ..policy import PolicyFileError
+
+    settings = VaultSettings(
+        signer=signer.config,
+        policy=where.policy,
+        state_dir=where.state_dir,
+        state_url=where.state_url,
+    )
     try:
-        recovered = sign_test(signer)
+        vault = open_vault(settings, signer=signer)
+    except PolicyFileError as exc:
+        return fail(
+            "sign-test",
+            f"--policy/VAULT_POLICY: {exc}; agentic-vault-mcp refuses to start with it",
+            "correct the policy file (`agentic-vault policy check FILE` names the problem)",
+        )
+    try:
+        return _sign_through(vault, address)
+    finally:
+        vault.store.close()
+
+
+def _sign_through(vault: Vault, address: str) -> Check:
+    """The test message through the vault: policy, audit records, kms:Sign, eth-account."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from .._results import SignedMessage
+    from .._vault import Call, Subject
+    from ..commands.sign import _user
+
+    call = Call("sign_message", f"doctor:{_user()}")
+    try:
+        prepared = vault.prepare(Subject.of_message(SIGN_TEST_MESSAGE), call)
+        if prepared.needs_approval:
+            # Doctor files no approval request: nobody asked for this signature but doctor.
+            return warn(
+                "sign-test",
+                f"kms:Sign was not tried: the policy sends doctor's test message "
+                f"{SIGN_TEST_MESSAGE!r} to a person ({prepared.decision.key})",
+                _TRY_KMS_SIGN,
+            )
+        signed = vault.execute(prepared, call)
+    except PolicyDenied as exc:
+        return warn(
+            "sign-test",
+            f"kms:Sign was not tried: the policy refuses doctor's test message "
+            f"{SIGN_TEST_MESSAGE!r} ({exc}). The refusal is on the audit trail",
+            _TRY_KMS_SIGN,
+        )
     except VaultError as exc:
         return failed_with("sign-test", exc)
+    assert isinstance(signed, SignedMessage)
+    recovered = str(
+        Account.recover_message(encode_defunct(text=SIGN_TEST_MESSAGE), signature=signed.signature)
+    )
     if recovered != address:
         return failed_with(
             "sign-test",
@@ -230,18 +322,21 @@ def _sign_test(signer: KmsSigner, address: str) -> Check:
                 f"the test signature recovers to {recovered}, not {address}; please report it"
             ),
         )
+    judged = (
+        f"the policy allows it ({prepared.decision.key})"
+        if prepared.policy_sha256 is not None
+        else "no policy is configured"
+    )
     return ok(
         "sign-test",
-        f"kms:Sign signed {SIGN_TEST_MESSAGE!r}; eth-account recovers {recovered} from it",
+        f"kms:Sign signed {SIGN_TEST_MESSAGE!r} ({judged}); eth-account recovers "
+        f"{recovered} from it; on the audit trail as client {call.client}",
     )
 
 
-def sign_test(signer: KmsSigner) -> str:
-    """Sign the fixed test message and return the address eth-account recovers from it."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    signed = signer.sign_message(SIGN_TEST_MESSAGE)
-    return str(
-        Account.recover_message(encode_defunct(text=SIGN_TEST_MESSAGE), signature=signed.signature)
-    )
+_TRY_KMS_SIGN = (
+    "nothing is broken if your agents need no such message. To test kms:Sign, let the "
+    "policy sign it for a moment (messages.text = true, and a messages.patterns entry that "
+    "matches it if the policy lists patterns), or run doctor --sign-test once without "
+    "--policy/VAULT_POLICY"
+)

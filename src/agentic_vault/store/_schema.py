@@ -74,8 +74,27 @@ class SchemaTooNew(Exception):
     """The store was written by a newer agentic-vault."""
 
 
+def current_version(connection: Connection) -> int | None:
+    """The schema version, read without the write lock; None if there is no schema yet."""
+    connection.begin_read()
+    try:
+        rows = connection.query("SELECT version FROM schema_version")
+    except Exception:  # noqa: BLE001 - no such table (each database words it its own way)
+        return None
+    finally:
+        connection.rollback()
+    return int(rows[0][0]) if rows else None
+
+
 def migrate(connection: Connection) -> int:
-    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before.
+
+    A current schema costs one read: readers and servers starting beside a busy
+    writer do not queue for its lock.
+    """
+    found = current_version(connection)
+    if found == SCHEMA_VERSION:
+        return found
     connection.begin_exclusive()
     try:
         connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

@@ -104,6 +104,15 @@ class SqliteBackend:
                 f"cannot open {self.path} ({error}); check that {where} exists, is a directory "
                 "and is writable by this user, or pass --state-dir."
             )
+        if "i/o error" in text:
+            # What a write on an open file gets when the kernel turns its file system
+            # read-only after a device error (errors=remount-ro): the next attempt says so.
+            return (
+                f"the disk holding {where} failed a write ({error}); its file system may have "
+                "turned read-only after a device error: check the kernel log (dmesg) and the "
+                "disk, then remount it writable (the server resumes by itself) or point "
+                "--state-dir at another directory."
+            )
         if "malformed" in text or "not a database" in text:
             return (
                 f"{self.path} is damaged ({error}); restore it from a backup, or move it away "

@@ -1,28 +1,31 @@
-"""The durable store: writes committed in groups on one thread, reads anywhere.
+"""The durable store: writes committed in groups by whichever writer leads, reads anywhere.
 
-    caller thread ── write(op) ──▶ queue ──▶ writer thread: BEGIN (exclusive)
-         ▲                                      op₁ · op₂ · … · opₙ   (a savepoint each)
-         └──────── result or StateUnavailable ◀── COMMIT (one fsync for the whole group)
+    write(op) ─▶ pending ─┬─ no commit under way: lead ─▶ BEGIN (exclusive)
+                          │                               op₁ · op₂ · … · opₙ (a savepoint each)
+                          │                               COMMIT (one fsync for the group)
+                          └─ a commit under way: wait ◀── the leader wakes the group it took
 
-A burst of 64 signatures costs a few commits, not 128: whoever arrives while
-a commit is under way joins the next group. Each operation runs in its own
-savepoint, so a bug in one rolls back only its own writes. A database error
-fails the whole group with ``StateUnavailable`` (nothing is signed), the
-connection is dropped, and the next write reconnects: a full disk that was
-freed, or a PostgreSQL that came back, is used again without a restart.
+A lone write commits on its own thread, with no hand-off to another; a burst
+of 64 signatures costs a few commits, not 128: whoever arrives while a
+commit is under way joins the next group, led by one of them. Each operation
+runs in its own savepoint, so a bug in one rolls back only its own writes. A
+database error fails the whole group with ``StateUnavailable`` (nothing is
+signed), the connection is dropped, and the next write reconnects: a full
+disk that was freed, or a PostgreSQL that came back, is used again without a
+restart.
 
-An operation whose caller has given up waiting is skipped if it has not
-started; once started, it runs to its end (it may hold a reservation that
-must not be half-written).
+An operation whose caller has given up waiting is skipped if no leader has
+taken it; once taken, it runs to its end (it may hold a reservation that must
+not be half-written).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -75,20 +78,17 @@ class _Job(Generic[T]):
             return True
 
 
-_STOP: Any = object()
-
-
 class Store:
     """Durable state behind one ``Backend``; see the module docstring."""
 
     def __init__(self, backend: Backend, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.backend = backend
         self.timeout = timeout
-        self._jobs: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        self._turn = threading.Condition()
+        self._pending: list[_Job[Any]] = []
+        self._leading = False
         self._connection: Connection | None = None
         self._problem: str | None = None
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
         self.commits = 0  # groups committed; the benchmark reports writes per commit
 
     # -- writing -----------------------------------------------------------------------
@@ -99,43 +99,47 @@ class Store:
         Raises ``StateUnavailable`` (saying why) when the group it ran in could not be
         committed, or when no commit happened within the timeout.
         """
-        self._ensure_writer()
         job: _Job[T] = _Job(operation)
-        self._jobs.put(job)
-        if not job.done.wait(self.timeout) and (job.abandon() or not job.done.wait(self.timeout)):
-            raise StateUnavailable(
-                f"the store at {self.backend.location} did not commit within "
-                f"{self.timeout:g} s; nothing was signed. {self._problem or ''}".rstrip()
-            )
+        deadline = time.monotonic() + self.timeout
+        extended = False
+        with self._turn:
+            self._pending.append(job)
+        while True:
+            with self._turn:
+                while self._leading and not job.done.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        if job.abandon():  # no leader has taken it: it will never run
+                            self._pending.remove(job)
+                            raise self._timed_out()
+                        if extended:
+                            raise self._timed_out()
+                        deadline, extended = deadline + self.timeout, True  # taken: wait once more
+                    self._turn.wait(max(left, 0.01))
+                if job.done.is_set():
+                    break
+                self._leading = True
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            try:
+                self._commit_group([taken for taken in group if taken.start()])
+            finally:
+                with self._turn:
+                    self._leading = False
+                    self._turn.notify_all()
+        return self._result(job)
+
+    def _result(self, job: _Job[T]) -> T:
+        if not job.done.wait(self.timeout):
+            raise self._timed_out()
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
 
-    def _ensure_writer(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._write_groups, name="agentic-vault-store", daemon=True
-                )
-                self._thread.start()
-
-    def _write_groups(self) -> None:
-        while True:
-            group = [self._jobs.get()]
-            while len(group) < MAX_GROUP:
-                try:
-                    group.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = any(job is _STOP for job in group)
-            jobs = [job for job in group if job is not _STOP and job.start()]
-            if jobs:
-                self._commit_group(jobs)
-            if stopping:
-                self._drop_connection()
-                return
+    def _timed_out(self) -> StateUnavailable:
+        return StateUnavailable(
+            f"the store at {self.backend.location} did not commit within "
+            f"{self.timeout:g} s; nothing was signed. {self._problem or ''}".rstrip()
+        )
 
     def _commit_group(self, jobs: list[_Job[Any]]) -> None:
         try:
@@ -242,13 +246,18 @@ class Store:
         )
 
     def close(self, timeout: float = 5.0) -> None:
-        """Finish the writes queued so far, then close the connection."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._jobs.put(_STOP)
-            thread.join(timeout)
+        """Close the connection once no commit is under way (waiting at most ``timeout``)."""
+        with self._turn:
+            self._turn.wait_for(lambda: not self._leading, timeout)
+            if not self._leading:
+                self._drop_connection()
 
 
 def _heartbeat(connection: Connection) -> None:
+    # A new value every time: SQLite writes nothing for an UPDATE that leaves the row as
+    # it was, and a probe that writes nothing passes on a full disk (two probes within
+    # one second of each other did, with a stamp to the second).
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    connection.execute("UPDATE store_meta SET heartbeat = ? WHERE id = 1", (stamp,))
+    connection.execute(
+        "UPDATE store_meta SET heartbeat = ? WHERE id = 1", (f"{stamp} {uuid.uuid4().hex}",)
+    )

@@ -26,7 +26,7 @@ def decode_strict(types: Sequence[str], data: bytes) -> tuple[Any, ...] | None:
 
 
 def checksum(address: str) -> str:
-    from eth_utils.address import to_checksum_address
+    """The EIP-55 form of an address decoded from calldata (``0x`` + 40 hex digits)."""
+    from ..._fields import checksum_address
 
-    checksummed: str = to_checksum_address(address)
-    return checksummed
+    return checksum_address(address)
