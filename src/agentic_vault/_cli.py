@@ -22,9 +22,11 @@ EXIT_USAGE = 2
 MCP_DESCRIPTION = """\
 The agentic-vault MCP server: Ethereum signatures for AI agents from a key that never
 leaves AWS KMS. Speaks MCP over stdio (stdout carries protocol frames only; logs are JSON
-lines on stderr). Credentials come from the AWS SDK's default chain (environment,
-AWS_PROFILE/--profile, SSO, credential_process such as IAM Roles Anywhere, instance and
-container roles); AWS_ENDPOINT_URL_KMS points it at another KMS endpoint."""
+lines on stderr), or with --transport http over Streamable HTTP at /mcp, every request
+carrying a bearer token from `agentic-vault token create`. Credentials come from the AWS
+SDK's default chain (environment, AWS_PROFILE/--profile, SSO, credential_process such as
+IAM Roles Anywhere, instance and container roles); AWS_ENDPOINT_URL_KMS points it at
+another KMS endpoint."""
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -56,9 +58,57 @@ def mcp_parser() -> argparse.ArgumentParser:
     )
     add_signer_options(parser)
     add_vault_options(parser)
+    add_http_options(parser)
     add_log_option(parser)
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     return parser
+
+
+def add_http_options(parser: argparse.ArgumentParser) -> None:
+    """The transport, and where and how the HTTP one listens (see docs/deployment.md)."""
+    from .transports.listen import DEFAULT_LISTEN
+
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        help="stdio (default): the MCP client starts this server; http: serve Streamable "
+        "HTTP at /mcp for clients with a token [env: VAULT_TRANSPORT]",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on with --transport http (default {DEFAULT_LISTEN}); "
+        "anything but loopback needs --tls-cert and --tls-key [env: VAULT_LISTEN]",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="PEM certificate chain for HTTPS [env: VAULT_TLS_CERT]"
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="PEM private key for HTTPS [env: VAULT_TLS_KEY]"
+    )
+    parser.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        help="a name clients reach this server by, accepted in the Host header (repeat for "
+        "several; the listen address and loopback names are always accepted) "
+        "[env: VAULT_ALLOWED_HOSTS, comma-separated]",
+    )
+    parser.add_argument(
+        "--allowed-origin",
+        metavar="ORIGIN",
+        action="append",
+        help="a browser origin allowed to call this server, e.g. https://app.example.org "
+        "(repeat for several) [env: VAULT_ALLOWED_ORIGINS, comma-separated]",
+    )
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        default=None,
+        help="no MCP sessions: every request stands alone, so replicas behind a load "
+        "balancer need no session affinity (elicitation then needs 2026-07-28 clients) "
+        "[env: VAULT_HTTP_STATELESS=1]",
+    )
 
 
 def add_signer_options(parser: argparse.ArgumentParser) -> None:
@@ -235,6 +285,73 @@ def settings_from(
     return settings
 
 
+_HTTP_FLAGS = ("listen", "tls_cert", "tls_key", "allowed_host", "allowed_origin", "stateless")
+_HTTP_FLAG_OF = {
+    "host": "--listen/VAULT_LISTEN",
+    "port": "--listen/VAULT_LISTEN",
+    "listen": "--listen/VAULT_LISTEN",
+    "tls": "--tls-cert/--tls-key",
+    "tls_cert": "--tls-cert/VAULT_TLS_CERT",
+    "tls_key": "--tls-key/VAULT_TLS_KEY",
+    "allowed_hosts": "--allowed-host/VAULT_ALLOWED_HOSTS",
+    "allowed_origins": "--allowed-origin/VAULT_ALLOWED_ORIGINS",
+}
+
+
+def http_settings_from(
+    args: argparse.Namespace, environ: Mapping[str, str], prog: str = "agentic-vault-mcp"
+) -> Any:
+    """The HTTP transport's settings, or None for stdio; a bad value ends the program (exit 2)."""
+    from pydantic import ValidationError
+
+    from .transports.listen import DEFAULT_LISTEN, HttpSettings, parse_listen
+
+    transport = args.transport or _env(environ, "VAULT_TRANSPORT") or "stdio"
+    if transport not in ("stdio", "http"):
+        fail(f"VAULT_TRANSPORT: {transport!r} is not stdio or http", prog)
+    if transport == "stdio":
+        given = [name for name in _HTTP_FLAGS if getattr(args, name, None)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            fail(f"{flag} is for the HTTP transport: add --transport http", prog)
+        return None
+    listen = args.listen or _env(environ, "VAULT_LISTEN") or DEFAULT_LISTEN
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        fail(f"--listen/VAULT_LISTEN: {exc}", prog)
+    stateless = args.stateless
+    if stateless is None:
+        flag = (_env(environ, "VAULT_HTTP_STATELESS") or "0").lower()
+        if flag not in ("0", "1", "true", "false", "yes", "no"):
+            fail(f"VAULT_HTTP_STATELESS: {flag!r} is not 1 or 0", prog)
+        stateless = flag in ("1", "true", "yes")
+    try:
+        return HttpSettings(
+            host=host,
+            port=port,
+            tls_cert=args.tls_cert or _env(environ, "VAULT_TLS_CERT"),
+            tls_key=args.tls_key or _env(environ, "VAULT_TLS_KEY"),
+            allowed_hosts=tuple(args.allowed_host or _env_list(environ, "VAULT_ALLOWED_HOSTS")),
+            allowed_origins=tuple(
+                args.allowed_origin or _env_list(environ, "VAULT_ALLOWED_ORIGINS")
+            ),
+            stateless=stateless,
+        )
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["loc"]:
+            name = str(problem["loc"][0])
+        else:  # a rule across fields: its message starts with the field it is about
+            name, _, message = message.partition(": ")
+        fail(f"{_HTTP_FLAG_OF.get(name, name)}: {message}", prog)
+
+
+def _env_list(environ: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in (_env(environ, name) or "").split(",") if item.strip()]
+
+
 def log_level_from(args: argparse.Namespace, environ: Mapping[str, str], prog: str) -> str:
     level = getattr(args, "log_level", None) or _env(environ, "VAULT_LOG_LEVEL") or "info"
     if level not in LOG_LEVELS:
@@ -250,12 +367,18 @@ def mcp_main(argv: Sequence[str] | None = None) -> None:
     args = mcp_parser().parse_args(argv)
     environ = os.environ
     settings = settings_from(args, environ)
+    http = http_settings_from(args, environ)
     level = log_level_from(args, environ, "agentic-vault-mcp")
 
     from ._logging import configure_logging
-    from ._serve import serve_stdio
 
     configure_logging(level)
+    if http is not None:
+        from .transports.http import serve_http
+
+        raise SystemExit(serve_http(settings, http))
+    from ._serve import serve_stdio
+
     raise SystemExit(serve_stdio(settings))
 
 
@@ -274,13 +397,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"agentic-vault {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import doctor, policy
-    from .commands import approvals, audit, sign
+    from .commands import approvals, audit, sign, tokens
 
     doctor.add_command(commands)
     sign.add_commands(commands)
     policy.add_commands(commands)
     audit.add_commands(commands)
     approvals.add_commands(commands)
+    tokens.add_commands(commands)
     _add_local_kms(commands)
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)

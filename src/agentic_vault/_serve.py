@@ -5,6 +5,10 @@
                           │                             │   finish (bounded), flush, exit 0
                           └─ SIGHUP: reload the policy  │
 
+The HTTP transport (``transports.http``) serves the same way with the same
+signal handling, stop and reload below; it adds closing its listener before
+the exit.
+
 Exit goes through ``os._exit`` once every answer and audit line is written: a
 worker thread stuck in a ``credential_process`` helper (its call already
 answered by the watchdog) must not keep the process alive, and the SDK's own
@@ -18,6 +22,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -28,6 +34,12 @@ from ._settings import VaultSettings, open_vault
 from ._vault import Vault
 from ._version import __version__
 from .transports.stdio import restore_stdio, stdio_transport
+
+if TYPE_CHECKING:
+    from .policy import PolicyHolder
+
+# What a transport does once calls in flight are answered, before the process exits.
+BeforeExit = Callable[[], Awaitable[None]]
 
 logger = logging.getLogger("agentic_vault.server")
 
@@ -44,8 +56,8 @@ def serve_stdio(settings: VaultSettings) -> int:
 
     async def serve() -> None:
         async with anyio.create_task_group() as tasks:
-            await tasks.start(_stop_on_signal, runner, vault)
-            await tasks.start(_reload_on_sighup, vault)
+            await tasks.start(stop_on_signal, runner, vault)
+            await tasks.start(reload_on_sighup, vault)
             tasks.start_soon(_reload_on_change, vault)
             log_start(vault, settings, "stdio")
             async with stdio_transport(
@@ -55,7 +67,7 @@ def serve_stdio(settings: VaultSettings) -> int:
                 # lines it cannot parse; ours answers them, so serve its streams directly.
                 lowlevel = server._lowlevel_server
                 await lowlevel.run(read, write, lowlevel.create_initialization_options())
-            await _stop(runner, vault, "stdin closed")
+            await stop(runner, vault, "stdin closed")
 
     anyio.run(serve)
     return 0  # not reached: _stop exits
@@ -88,31 +100,38 @@ def log_start(vault: Vault, settings: VaultSettings, transport: str) -> None:
         logger.info("policy %s (sha256 %s) in force", loaded.path, loaded.sha256)
 
 
-async def _stop_on_signal(
+async def stop_on_signal(
     runner: ToolRunner,
     vault: Vault,
+    before_exit: BeforeExit | None = None,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
         async for signum in signals:
-            await _stop(runner, vault, f"{signal.Signals(signum).name} received")
+            await stop(runner, vault, f"{signal.Signals(signum).name} received", before_exit)
 
 
-async def _reload_on_sighup(
-    vault: Vault, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+async def reload_on_sighup(
+    vault: Vault,
+    others: Callable[[], Iterable[PolicyHolder]] = tuple,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
+    """On SIGHUP, reload the server's policy and ``others()`` (HTTP tokens' own policies)."""
     with anyio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
-            holder = vault.guard.holder
-            if holder is None:
+            holders = [h for h in (vault.guard.holder, *others()) if h is not None]
+            if not holders:
                 logger.warning("SIGHUP: no --policy was given, so there is nothing to reload")
-                continue
-            if await anyio.to_thread.run_sync(holder.reload):
-                loaded = holder.current
-                logger.info("SIGHUP: policy %s (sha256 %s) in force", loaded.path, loaded.sha256)
+            for holder in holders:
+                if await anyio.to_thread.run_sync(holder.reload):
+                    loaded = holder.current
+                    logger.info(
+                        "SIGHUP: policy %s (sha256 %s) in force", loaded.path, loaded.sha256
+                    )
 
 
 async def _reload_on_change(vault: Vault, every: float = POLICY_POLL_SECONDS) -> None:
@@ -129,7 +148,9 @@ async def _reload_on_change(vault: Vault, every: float = POLICY_POLL_SECONDS) ->
         await anyio.to_thread.run_sync(holder.reload_if_changed)
 
 
-async def _stop(runner: ToolRunner, vault: Vault, why: str) -> None:
+async def stop(
+    runner: ToolRunner, vault: Vault, why: str, before_exit: BeforeExit | None = None
+) -> None:
     """Refuse new calls, let the ones in flight finish within the KMS budget, then exit."""
     runner.stopping = why
     logger.info("%s; finishing %d call(s) in flight, then stopping", why, runner.in_flight)
@@ -138,6 +159,8 @@ async def _stop(runner: ToolRunner, vault: Vault, why: str) -> None:
         while runner.in_flight:
             await anyio.sleep(0.02)
         await anyio.sleep(WRITE_GRACE)  # the last answers leave through the writer
+    if before_exit is not None:
+        await before_exit()
     exit_now(vault)
 
 

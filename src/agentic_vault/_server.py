@@ -46,7 +46,7 @@ from ._message import MAX_MESSAGE_BYTES
 from ._results import AddressResult, HealthReport, SignedMessage, SignedTransaction
 from ._transaction import TransactionRequest
 from ._typed_data import MAX_TYPED_DATA_BYTES
-from ._vault import Call, CallCancelled, Prepared, Subject, Vault
+from ._vault import Call, CallCancelled, Guard, Prepared, Subject, Vault
 from ._version import __version__
 
 logger = logging.getLogger("agentic_vault.server")
@@ -251,7 +251,7 @@ class ToolRunner:
         return self._answering + self._busy
 
     async def call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
-        call = Call(spec.name, client_name(context))
+        call = Call(spec.name, client_name(context), guard=caller_guard(context))
         started = time.perf_counter()
         self._answering += 1
         try:
@@ -319,17 +319,17 @@ class ToolRunner:
         args = _validate(spec, arguments)
         if spec.subject is None:
             if spec.name == "health_check":
-                return self.vault.health()
+                return self.vault.health(call)
             return self.vault.address(call)
         prepared = self.vault.prepare(spec.subject(args), call)
-        if prepared.needs_approval and self._elicitable(context, prepared):
+        if prepared.needs_approval and self._elicitable(context, prepared, call):
             return prepared  # the person is asked from the event loop
         return self.vault.execute(prepared, call)
 
-    def _elicitable(self, context: Any, prepared: Prepared) -> bool:
+    def _elicitable(self, context: Any, prepared: Prepared, call: Call) -> bool:
         from .approval.elicitation import can_ask
 
-        return can_ask(self.vault, prepared, context)
+        return can_ask(self.vault, prepared, call, context)
 
     async def in_worker(self, call: Call, work: Callable[[], T]) -> T:
         """``work()`` on a pool thread; the watchdog answers after ``call_timeout``."""
@@ -437,6 +437,13 @@ def client_name(context: Any) -> str:
     info = getattr(params, "client_info", None)
     name = getattr(info, "name", None)
     return f"stdio:{name}" if isinstance(name, str) and name else "stdio"
+
+
+def caller_guard(context: Any) -> Guard | None:
+    """The policy of the HTTP token that made this call, if it has one of its own."""
+    request = getattr(getattr(context, "request_context", None), "request", None)
+    guard = getattr(getattr(request, "state", None), "guard", None)
+    return guard if isinstance(guard, Guard) else None
 
 
 def _validate(spec: ToolSpec, arguments: dict[str, Any]) -> BaseModel:

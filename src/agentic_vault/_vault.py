@@ -199,6 +199,8 @@ class Call:
 
     tool: str
     client: str
+    # The caller's own policy (an HTTP token created with --policy); None: the vault's.
+    guard: Guard | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     record: CallRecord = field(init=False)
 
@@ -258,6 +260,10 @@ class Vault:
         self.approval_ttl = approval_ttl
         self.clock = clock
 
+    def guard_for(self, call: Call) -> Guard:
+        """The policy that judges ``call``: its caller's own, else the server's."""
+        return call.guard or self.guard
+
     # -- reading -----------------------------------------------------------------------
 
     def address(self, call: Call) -> AddressResult:
@@ -265,13 +271,14 @@ class Vault:
         call.record.address = info.address
         return AddressResult(address=info.address)
 
-    def health(self) -> HealthReport:
-        """The signer's report, with the policy in force and whether the store can be written."""
+    def health(self, call: Call | None = None) -> HealthReport:
+        """The signer's report, with the policy in force (for ``call``'s caller) and whether
+        the store can be written."""
         report = self.signer.health()
         state = self.store.health()
         # Not the policy last used, but the one in force now: an operator who edits the file
         # and asks health_check must see the edit taken (or, if it was bad, the warning).
-        loaded = self.guard.refreshed()
+        loaded = (self.guard_for(call) if call is not None else self.guard).refreshed()
         problems = list(report.problems)
         if not state.ok:
             problems.append(f"state_unavailable: {state.problem} Signing is refused until then.")
@@ -307,7 +314,7 @@ class Vault:
                     f"transaction.from: is {claimed}, but this signer's address is "
                     f"{info.address}; remove `from` or set it to the signer's address."
                 )
-        decision, policy_sha = self.guard.decide(subject, info.address, self.clock())
+        decision, policy_sha = self.guard_for(call).decide(subject, info.address, self.clock())
         record.rule = decision.key
         prepared = Prepared(subject, decision, policy_sha, info.address)
         if decision.outcome == "deny":
@@ -378,7 +385,7 @@ class Vault:
         reservations = prepared.decision.reservations
         exceeded = ledger.check(connection, reservations, now)
         if exceeded is not None:
-            rule, error = self.guard.cap_refusal(exceeded, now)
+            rule, error = self.guard_for(call).cap_refusal(exceeded, now)
             call.record.rule = rule
             audit.append(connection, self.fields(prepared, call, "denied", rule=rule, error=error))
             call.record.outcome = "denied"

@@ -51,14 +51,14 @@ def summarize(prepared: Prepared) -> str:
     return "\n".join(lines)
 
 
-def policy_lets_client_ask(vault: Vault, prepared: Prepared) -> bool:
+def policy_lets_client_ask(vault: Vault, prepared: Prepared, call: Call) -> bool:
     """Whether the policy that sent ``prepared`` to a person lets the MCP client ask.
 
     Only the policy that decided may say so: if another one is in force by now
     (a reload between two steps), the answer is no, and the request goes out of
     band, where an approval is bound to the policy it was filed under anyway.
     """
-    loaded = vault.guard.loaded
+    loaded = vault.guard_for(call).loaded  # the caller's own policy (an HTTP token's), if any
     if loaded is None or loaded.sha256 != prepared.policy_sha256:
         return False
     return not loaded.policy.approval.out_of_band

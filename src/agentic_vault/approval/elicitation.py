@@ -62,9 +62,9 @@ class ApprovalForm(BaseModel):
     )
 
 
-def can_ask(vault: Vault, prepared: Prepared, context: Any) -> bool:
+def can_ask(vault: Vault, prepared: Prepared, call: Call, context: Any) -> bool:
     """Whether to ask through this MCP client: its policy lets it, and the client can."""
-    return policy_lets_client_ask(vault, prepared) and can_elicit(context)
+    return policy_lets_client_ask(vault, prepared, call) and can_elicit(context)
 
 
 def can_elicit(context: Any) -> bool:
@@ -182,7 +182,7 @@ async def _settle(
 ) -> str:
     """Record the person's answer; the approval's id when it lets the request be signed."""
     accepted = action == "accept"
-    if accepted and not policy_lets_client_ask(vault, prepared):
+    if accepted and not policy_lets_client_ask(vault, prepared, call):
         # The policy was replaced while the person decided: this answer was for another.
         raise _denial(
             call,

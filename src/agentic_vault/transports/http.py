@@ -1,0 +1,365 @@
+"""MCP over Streamable HTTP: the stdio server's tools, behind a bearer-token gate.
+
+    client ──(TLS)──▶ uvicorn ──▶ TokenGate ──▶ the SDK's Streamable HTTP app at /mcp ──▶ tools
+                                   │ stopping: 503, nothing runs
+                                   │ no token, an unknown or a revoked one: 401, nothing runs
+                                   │ more than MAX_REQUESTS_PER_TOKEN at once: 429
+                                   │ its name ──▶ request.state.token_name (the audit client)
+                                   └ its policy ──▶ request.state.guard (judges its calls)
+
+The token is looked up in the durable store on every request (one indexed
+read), so a token revoked through any server on the store is refused by all
+of them at once. Only refusals are remembered (``REFUSED_MEMORY`` of them): a
+token unknown or revoked once stays so, since revocation is final and a new
+token is always new random bytes, so a client retrying a dead token costs the
+store nothing. The gate also sets the SDK's principal (``scope["user"]``
+and the auth context): an MCP session, and a sealed request state, belong to
+the token that made them. Host and Origin are checked by the SDK against the
+names ``listen.HttpSettings`` allows (DNS rebinding: 421 and 403), and bodies
+over ``MAX_REQUEST_BYTES`` are refused (413) before they are parsed.
+
+Served by uvicorn on a socket bound here (so port 0 works and the URL logged
+is the real one), with our JSON log lines and no access log (no header is ever
+logged, least of all Authorization), and with stdio's signal handling:
+SIGTERM/SIGINT refuse new requests, let calls in flight finish, then close;
+SIGHUP reloads the server's policy and the tokens' own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import uvicorn
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.authentication import AuthCredentials
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .._errors import StateUnavailable
+from .._serve import log_start, reload_on_sighup, stop, stop_on_signal
+from .._server import ToolRunner, build_server
+from .._settings import VaultSettings, open_vault
+from .._vault import Guard, Vault
+from ..store import Store, tokens
+from .listen import HttpSettings, host_in_url
+from .stdio import MAX_REQUEST_BYTES
+
+if TYPE_CHECKING:
+    from ..policy import PolicyHolder
+
+logger = logging.getLogger("agentic_vault.server")
+
+# Requests one token may have in progress at once (the long-lived GET event stream of a
+# session is not counted). The server's own bound is the tool-call pool, max_concurrency.
+MAX_REQUESTS_PER_TOKEN = 16
+BACKLOG = 2048  # uvicorn's default
+REFUSED_MEMORY = 4096  # hashes of tokens found unknown or revoked
+# Once every call is answered, how long open event streams may take to close.
+SHUTDOWN_GRACE = 1.0
+REALM = 'Bearer realm="agentic-vault"'
+TRANSPORT_REFUSAL = -32000  # JSON-RPC's implementation-defined server error; the text says why
+Header = tuple[bytes, bytes]
+
+
+class TokenPolicyUnusable(Exception):
+    """A token's own policy file cannot be loaded: its requests are refused."""
+
+
+class TokenPolicies:
+    """A guard per token policy file, loaded on first use; each reloads when its file changes."""
+
+    def __init__(self) -> None:
+        self._guards: dict[str, Guard] = {}
+        self._lock = threading.Lock()
+
+    def guard(self, path: str) -> Guard:
+        with self._lock:
+            guard = self._guards.get(path)
+            if guard is None:
+                from ..policy import PolicyFileError, PolicyHolder
+
+                try:
+                    guard = Guard(PolicyHolder(path))
+                except PolicyFileError as exc:
+                    raise TokenPolicyUnusable(str(exc)) from None
+                self._guards[path] = guard
+            return guard
+
+    def holders(self) -> list[PolicyHolder]:
+        with self._lock:
+            return [g.holder for g in self._guards.values() if g.holder is not None]
+
+
+class TokenGate:
+    """Lets a request through to ``app`` only with a valid bearer token; see the module doc."""
+
+    def __init__(self, app: ASGIApp, store: Store, runner: ToolRunner) -> None:
+        self.app = app
+        self.store = store
+        self.runner = runner
+        self.policies = TokenPolicies()
+        self.in_progress: Counter[str] = Counter()
+        self.refused: OrderedDict[str, None] = OrderedDict()
+        self._refused_lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # the SDK's session manager starts here
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a WebSocket: nothing here speaks it, refuse the upgrade
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if self.runner.stopping is not None:
+            await _refuse(
+                send,
+                503,
+                f"unavailable: the server is stopping ({self.runner.stopping}) and takes no new "
+                "requests; send it again once it has restarted, or to another replica.",
+                [(b"retry-after", b"5")],
+            )
+            return
+        token = _bearer_token(scope)
+        if token is None:
+            await _refuse(
+                send,
+                401,
+                "unauthorized: this server needs the header Authorization: Bearer TOKEN; an "
+                "operator makes a token with `agentic-vault token create NAME`.",
+                [(b"www-authenticate", REALM.encode())],
+            )
+            return
+        try:
+            bearer, guard = await anyio.to_thread.run_sync(self._authenticate, token)
+        except StateUnavailable as exc:
+            logger.error("cannot check a bearer token: %s", exc.message)
+            await _refuse(send, 503, str(exc), [(b"retry-after", b"5")])
+            return
+        except TokenPolicyUnusable as exc:
+            logger.error("refused a request: %s", exc)
+            await _refuse(
+                send,
+                500,
+                f"internal: {exc}; nothing was run. The operator must fix the file (it is read "
+                "again on the next request) or give this client a token without --policy.",
+            )
+            return
+        if bearer is None:
+            logger.warning(
+                "refused an HTTP request from %s: unknown or revoked token", _peer(scope)
+            )
+            await _refuse(
+                send,
+                401,
+                "unauthorized: the bearer token is unknown or was revoked; ask the operator "
+                "for a new one (`agentic-vault token create NAME`).",
+                [(b"www-authenticate", f'{REALM}, error="invalid_token"'.encode())],
+            )
+            return
+        counted = scope["method"] != "GET"
+        if counted and self.in_progress[bearer.name] >= MAX_REQUESTS_PER_TOKEN:
+            await _refuse(
+                send,
+                429,
+                f"too_many_requests: token {bearer.name!r} already has "
+                f"{MAX_REQUESTS_PER_TOKEN} requests in progress, the most one token may have; "
+                "send this one again when one has finished (or give each agent its own token).",
+                [(b"retry-after", b"1")],
+            )
+            return
+        await self._admit(scope, receive, send, bearer, guard, counted)
+
+    def _authenticate(self, token: str) -> tuple[tokens.Bearer | None, Guard | None]:
+        """Who the token speaks for, and its own policy's guard; on a worker thread."""
+        digest = tokens.token_sha256(token)
+        with self._refused_lock:
+            if digest in self.refused:
+                return None, None
+        bearer = self.store.read(lambda connection: tokens.lookup(connection, token))
+        if bearer is None:
+            with self._refused_lock:
+                self.refused[digest] = None
+                while len(self.refused) > REFUSED_MEMORY:
+                    self.refused.popitem(last=False)
+            return None, None
+        if bearer.policy is None:
+            return bearer, None
+        try:
+            return bearer, self.policies.guard(bearer.policy)
+        except TokenPolicyUnusable as exc:
+            raise TokenPolicyUnusable(
+                f"token {bearer.name!r} is judged by {bearer.policy}, which cannot be loaded "
+                f"({exc})"
+            ) from None
+
+    async def _admit(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        bearer: tokens.Bearer,
+        guard: Guard | None,
+        counted: bool,
+    ) -> None:
+        # The SDK's principal: sessions and sealed request states are bound to it. The
+        # token itself stays out of it (nothing downstream needs the secret).
+        principal = AccessToken(token="-", client_id=bearer.name, scopes=[])  # noqa: S106
+        user = AuthenticatedUser(principal)
+        scope["user"], scope["auth"] = user, AuthCredentials([])
+        state = scope.setdefault("state", {})
+        state["token_name"] = bearer.name  # read by _server.client_name for the audit trail
+        state["guard"] = guard  # read by _server.caller_guard
+        if counted:
+            self.in_progress[bearer.name] += 1
+        reset = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(reset)
+            if counted:
+                self.in_progress[bearer.name] -= 1
+                if not self.in_progress[bearer.name]:
+                    del self.in_progress[bearer.name]
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1").strip()
+            scheme, _, token = text.partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "an unknown address"
+
+
+async def _refuse(send: Send, status: int, message: str, headers: Sequence[Header] = ()) -> None:
+    """A JSON-RPC error with a null id: MCP clients show its message (the body is not read)."""
+    error = {"code": TRANSPORT_REFUSAL, "message": message}
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the app and the server ---------------------------------------------------------------------
+
+
+def build_app(vault: Vault, runner: ToolRunner, http: HttpSettings) -> TokenGate:
+    """The stdio server's tools as a Streamable HTTP app at /mcp, behind the token gate."""
+    server = build_server(vault, runner)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=http.host_patterns(),
+        allowed_origins=http.origin_patterns(),
+    )
+    app = server.streamable_http_app(
+        stateless_http=http.stateless,
+        max_request_body_size=MAX_REQUEST_BYTES,
+        transport_security=security,
+        host=http.host,
+    )
+    return TokenGate(app, vault.store, runner)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without signal handlers of its own: ours stop it (see ``_serve.stop``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(http: HttpSettings) -> socket.socket:
+    """The listening socket; ``OSError`` (port in use, no permission) if it cannot be had."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        http.host, http.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and http.host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too
+        sock.bind(address)
+        sock.listen(BACKLOG)  # from here connections wait for uvicorn instead of failing
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_http(settings: VaultSettings, http: HttpSettings) -> int:
+    """Serve MCP over HTTP until a signal stops it; never returns (the process exits 0)."""
+    from .._cli import fail
+
+    try:
+        sock = bind(http)
+    except OSError as exc:
+        fail(
+            f"--listen/VAULT_LISTEN: cannot listen on {host_in_url(http.host)}:{http.port} "
+            f"({exc.strerror or exc}); pick another address or port, or stop what holds it"
+        )
+    port = int(sock.getsockname()[1])
+    vault = open_vault(settings)
+    runner = ToolRunner(vault)
+    gate = build_app(vault, runner, http)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)  # start/stop chatter
+    config = uvicorn.Config(
+        gate,
+        log_config=None,  # our handlers, our JSON lines
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        ssl_certfile=str(http.tls_cert) if http.tls_cert else None,
+        ssl_keyfile=str(http.tls_key) if http.tls_key else None,
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE) or 1,
+    )
+    server = _Uvicorn(config)
+    stopped = anyio.Event()
+
+    async def close_listener() -> None:
+        server.should_exit = True
+        with anyio.move_on_after(SHUTDOWN_GRACE + 1.0):
+            await stopped.wait()
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(stop_on_signal, runner, vault, close_listener)
+            await tasks.start(reload_on_sighup, vault, gate.policies.holders)
+            log_start(vault, settings, http.url(port))
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                stopped.set()
+            if runner.stopping is None:  # uvicorn ended by itself
+                await stop(runner, vault, "the HTTP server stopped")
+            await anyio.sleep_forever()  # the signal's stop() is exiting the process
+
+    anyio.run(serve)
+    return 0  # not reached: stop() exits
