@@ -195,10 +195,10 @@ async def test_every_tool_over_http_signs_what_eth_account_verifies(
     lines = log_lines(server.log)  # every stderr line is JSON
     calls = [line for line in lines if line["logger"] == "agentic_vault.audit"]
     assert len(calls) == 2 * (1 + signatures + 1)
-    assert {line["client"] for line in calls} == {"http:alice"}
+    assert {line["client"] for line in calls} == {"alice"}
     trail = [r for r in records(tmp_path / "state") if r["kind"] == "outcome"]
     assert len(trail) == 2 * signatures
-    assert {r["client"] for r in trail} == {"http:alice"}
+    assert {r["client"] for r in trail} == {"alice"}
     text = server.log.read_text()
     assert token not in text
     assert token[4:20] not in text
@@ -634,8 +634,8 @@ async def test_a_token_with_its_own_policy_is_judged_by_it(
             await anyio.sleep(0.05)
     assert CONTROL.calls["Sign"] == 2
     trail = {r["client"]: r for r in records(tmp_path / "state") if r["outcome"] == "signed"}
-    assert trail["http:narrow"]["policy_sha256"] is not None
-    assert trail["http:free"]["policy_sha256"] is None
+    assert trail["narrow"]["policy_sha256"] is not None
+    assert trail["free"]["policy_sha256"] is None
 
 
 def test_token_create_refuses_a_bad_policy_file(env: dict[str, str], tmp_path: Path) -> None:

@@ -184,7 +184,7 @@ async def test_ten_clients_on_two_replicas_never_overshoot_a_daily_cap(
     outcomes = [r for r in records if r["kind"] == "outcome"]
     assert len(outcomes) == CLIENTS * CALLS_PER_CLIENT
     for name, hashes in signed_hashes.items():
-        mine = [r for r in outcomes if r["client"] == f"http:{name}"]
+        mine = [r for r in outcomes if r["client"] == name]
         assert len(mine) == CALLS_PER_CLIENT, name
         assert {r["tx_hash"] for r in mine if r["outcome"] == "signed"} == hashes, name
-    assert {r["client"] for r in records} == {f"http:{name}" for name in tokens}
+    assert {r["client"] for r in records} == {name for name in tokens}

@@ -425,13 +425,14 @@ def _signed(call: Call) -> bool | None:
 
 
 def client_name(context: Any) -> str:
-    """Who is calling, for the audit trail: the HTTP token's name, else the stdio client's."""
+    """Who is calling, for the audit trail: the HTTP token's name as it is (the contract's
+    `client`), else ``stdio:`` and the name the stdio client gave itself."""
     request_context = getattr(context, "request_context", None)
     request = getattr(request_context, "request", None)
     if request is not None:
         name = getattr(getattr(request, "state", None), "token_name", None)
         if name:
-            return f"http:{name}"
+            return str(name)
     session = getattr(context, "session", None)
     params = getattr(session, "client_params", None)
     info = getattr(params, "client_info", None)
