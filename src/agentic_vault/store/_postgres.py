@@ -78,8 +78,11 @@ class PostgresConnection:
 
     def begin_exclusive(self) -> None:
         # Not READ WRITE: a database an operator set read-only must refuse, not be overridden.
-        self._db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        # One round trip: without parameters, both statements go in one simple query.
+        self._db.execute(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; "
+            f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY:d})"
+        )
 
     def begin_read(self) -> None:
         self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

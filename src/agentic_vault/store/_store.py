@@ -143,28 +143,33 @@ class Store:
         )
 
     def _commit_group(self, jobs: list[_Job[Any]]) -> None:
+        # A savepoint each keeps one operation's bug from undoing the others' writes; a
+        # lone operation needs none (two round trips fewer on PostgreSQL).
+        alone = len(jobs) == 1
         try:
             connection = self._connect()
             connection.begin_exclusive()
             for index, job in enumerate(jobs):
-                savepoint = f"op{index}"
-                connection.execute(f"SAVEPOINT {savepoint}")
+                if not alone:
+                    connection.execute(f"SAVEPOINT op{index}")
                 try:
                     job.result = job.operation(connection)
                 except Exception as exc:
                     if self.backend.is_database_error(exc):
                         raise
-                    connection.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                    connection.execute("ROLLBACK" if alone else f"ROLLBACK TO SAVEPOINT op{index}")
                     job.error = exc
-                connection.execute(f"RELEASE SAVEPOINT {savepoint}")
-            connection.commit()
+                if not alone:
+                    connection.execute(f"RELEASE SAVEPOINT op{index}")
+            if not (alone and jobs[0].error is not None):
+                connection.commit()
+                self.commits += 1
         except Exception as exc:  # noqa: BLE001 - whatever failed, the group is not committed
             reason = self._failed(exc)
             for job in jobs:
                 # One exception each: callers in other threads raise them concurrently.
                 job.result, job.error = None, StateUnavailable(f"{reason} Nothing was signed.")
         else:
-            self.commits += 1
             if self._problem is not None:
                 logger.warning("the store at %s works again", self.backend.location)
             self._problem = None
