@@ -47,6 +47,7 @@ class DoctorOptions(BaseModel):
     region: str | None = None
     profile: str | None = None
     expected_address: str | None = None
+    kms_timeout: float | None = None
     ca: Path | None = None
     sign_test: bool = False
     # Where --sign-test's signature is judged and recorded, as the server would.
@@ -104,27 +105,10 @@ def add_command(subparsers: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``agentic-vault doctor``'s flags: the server's, with the same environment fallbacks."""
+    from .._cli import add_signer_options
     from ..commands._state import add_state_options
 
-    parser.add_argument(
-        "--key-id",
-        metavar="ID",
-        help="KMS key id, key ARN, alias/NAME or alias ARN [env: VAULT_KEY_ID]",
-    )
-    parser.add_argument(
-        "--region",
-        metavar="R",
-        help="KMS region [env: VAULT_REGION, then AWS_REGION, AWS_DEFAULT_REGION, the "
-        "profile's region]",
-    )
-    parser.add_argument(
-        "--profile", metavar="P", help="named profile from ~/.aws/config [env: AWS_PROFILE]"
-    )
-    parser.add_argument(
-        "--expected-address",
-        metavar="0x…",
-        help="the address the key must have [env: VAULT_EXPECTED_ADDRESS]",
-    )
+    add_signer_options(parser)
     parser.add_argument(
         "--ca",
         metavar="FILE",
@@ -158,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         region=args.region,
         profile=args.profile,
         expected_address=args.expected_address,
+        kms_timeout=args.kms_timeout,
         ca=args.ca,
         sign_test=args.sign_test,
         policy=args.policy,

@@ -28,7 +28,7 @@ def check_settings(
         region=options.region,
         profile=options.profile,
         expected_address=options.expected_address,
-        kms_timeout=None,
+        kms_timeout=options.kms_timeout,
     )
     try:
         config: SignerConfig = resolve_signer_config(flags, environ)
