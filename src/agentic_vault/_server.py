@@ -373,7 +373,7 @@ class ToolRunner:
             tool=call.tool,
             client=call.client,
             outcome="cancelled",
-            signed=_signed(call),
+            signed=call.signed,
             digest=call.record.digest,
             tx_hash=call.record.tx_hash,
             delivered=False,
@@ -392,36 +392,10 @@ class ToolRunner:
     def _audit(
         self, call: Call, started: float, error: VaultError | None, outcome: str | None = None
     ) -> None:
-        record = call.record
-        audit(
-            "tool call",
-            tool=record.tool,
-            client=record.client,
-            address=record.address,
-            outcome=outcome or ("error" if error else "ok"),
-            signed=_signed(call),
-            error_code=error.code if error else None,
-            error=error.message if error else None,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            digest=record.digest,
-            tx_hash=record.tx_hash,
-            chain_id=record.chain_id,
-            to=record.to,
-            rule=record.rule,
-            approval=record.approval,
-            delivered=False if call.cancelled.is_set() else None,
-        )
+        call.write_audit_line(started, error, outcome)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _signed(call: Call) -> bool | None:
-    """Whether a signature was made, for the signing tools (None: not known or not signing)."""
-    outcome = call.record.outcome
-    if outcome is None:
-        return None
-    return outcome in ("signed", "cancelled_after_signing")
 
 
 def client_name(context: Any) -> str:

@@ -207,6 +207,40 @@ class Call:
     def __post_init__(self) -> None:
         self.record = CallRecord(tool=self.tool, client=self.client)
 
+    @property
+    def signed(self) -> bool | None:
+        """Whether a signature was made (None: not a signing call, or not that far yet)."""
+        outcome = self.record.outcome
+        if outcome is None:
+            return None
+        return outcome in ("signed", "cancelled_after_signing")
+
+    def write_audit_line(
+        self, started: float, error: VaultError | None = None, outcome: str | None = None
+    ) -> None:
+        """The stderr audit line of this call (for log shippers; the store has the record)."""
+        from ._logging import audit
+
+        record = self.record
+        audit(
+            "tool call",
+            tool=record.tool,
+            client=record.client,
+            address=record.address,
+            outcome=outcome or ("error" if error else "ok"),
+            signed=self.signed,
+            error_code=error.code if error else None,
+            error=error.message if error else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            digest=record.digest,
+            tx_hash=record.tx_hash,
+            chain_id=record.chain_id,
+            to=record.to,
+            rule=record.rule,
+            approval=record.approval,
+            delivered=False if self.cancelled.is_set() else None,
+        )
+
 
 @dataclass(frozen=True)
 class Prepared:

@@ -31,7 +31,6 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInput, VaultError
@@ -235,7 +234,7 @@ def _run(args: argparse.Namespace, tool: str, work: Work) -> int:
         result = _with_vault(settings, call, work)
     except VaultError as error:
         if logged:
-            _audit_line(call, started, error)
+            call.write_audit_line(started, error)
         print(str(error), file=sys.stderr, flush=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -243,7 +242,7 @@ def _run(args: argparse.Namespace, tool: str, work: Work) -> int:
         print(f"{PROG}: interrupted; nothing was printed", file=sys.stderr)
         return EXIT_INTERRUPTED
     if logged:
-        _audit_line(call, started, None)
+        call.write_audit_line(started)
     return _print_json(result)
 
 
@@ -266,23 +265,6 @@ def _configure_logging(args: argparse.Namespace) -> bool:
     # Quiet: only warnings and errors from below reach the person at the shell.
     configure_logging(log_level_from(args, os.environ, PROG) if asked else "warning")
     return asked
-
-
-def _audit_line(call: Call, started: float, error: VaultError | None) -> None:
-    """The server's audit line for this call (see ``ToolRunner._audit``)."""
-    from .._logging import audit
-
-    fields = asdict(call.record)
-    outcome = fields.pop("outcome")
-    audit(
-        "tool call",
-        **fields,
-        outcome="error" if error else "ok",
-        signed=None if outcome is None else outcome in ("signed", "cancelled_after_signing"),
-        error_code=error.code if error else None,
-        error=error.message if error else None,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
 
 
 def _print_json(result: BaseModel) -> int:
