@@ -142,6 +142,27 @@ def test_lines_that_are_not_json_rpc_get_json_rpc_errors(server: RawServer) -> N
     assert server.garbage == []
 
 
+def test_an_unreadable_id_in_a_broken_or_huge_line_gets_a_null_id_answer(
+    server: RawServer,
+) -> None:
+    # The id of a line that cannot be parsed is read from its text: a control
+    # character or a byte that is not UTF-8 inside it must not stop the server.
+    for request_id in (b'"a\x01b"', b'"\xff"', b'"\xc3"'):
+        broken = b'{"jsonrpc": "2.0", "id": ' + request_id + b', "method": '
+        huge = (
+            b'{"jsonrpc":"2.0","id":' + request_id + b',"method":"tools/call","params":'
+            b'{"name":"sign_message","arguments":{"message":"' + b"x" * (3 * MiB) + b'"}}}'
+        )
+        for line, code in ((broken, -32700), (huge, -32600)):
+            server.send(line)
+            answer = server.receive()
+            assert answer["id"] is None, answer
+            assert answer["error"]["code"] == code, answer
+            _still_serving(server)
+    assert server.close() == 0
+    assert server.garbage == []
+
+
 def test_unknown_methods_and_tools(server: RawServer) -> None:
     answer = server.request("wallet/drain")
     assert answer["error"]["code"] == -32601

@@ -519,7 +519,7 @@ def _identify(refused: _Refused) -> tuple[RequestId | None, str | None, str | No
         tool = params.get("name") if isinstance(params, dict) else None
         return request_id, method, tool if isinstance(tool, str) else None, has_id
     found = _ID_FIRST.search(refused.head) or _ID_LAST.search(refused.tail)
-    request_id = json.loads(found.group(1)) if found else None
+    request_id = _id_from_text(found.group(1)) if found else None
     method = _METHOD.search(refused.head) or _METHOD.search(refused.tail)
     return (
         request_id,
@@ -527,6 +527,16 @@ def _identify(refused: _Refused) -> tuple[RequestId | None, str | None, str | No
         params_name(refused.head),
         found is not None,
     )
+
+
+def _id_from_text(text: bytes) -> RequestId | None:
+    """An id read from the text of a line we could not parse; None if it is not JSON either
+    (a control character or a byte that is not UTF-8 between its quotes)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if _valid_id(value) else None
 
 
 def params_name(head: bytes) -> str | None:
