@@ -20,6 +20,7 @@ from agentic_vault import KmsSigner, SignerConfig
 from agentic_vault._local_kms import CONTROL, LocalKms
 
 from .conftest_postgres import postgres_control, postgres_server, postgres_url, store_at  # noqa: F401
+from .disk_faults import tiny_tmpfs  # noqa: F401
 
 settings.register_profile(
     "default",

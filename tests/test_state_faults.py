@@ -28,10 +28,8 @@ emulator's gate). The signature must not be returned.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
-import os
 import re
 import subprocess
 import threading
@@ -49,6 +47,7 @@ from mcp import Client
 from agentic_vault._local_kms import CONTROL, LocalKms
 
 from .bad_inputs import mail, tx
+from .disk_faults import fill, remount
 from .mcp_helpers import CLI, log_lines, mcp_client, server_env, structured, text_of
 from .postgres import PostgresServer
 
@@ -56,50 +55,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
 # -- the fault injectors -----------------------------------------------------------------
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs of the test's own; fails (never skips) where mounting is not permitted."""
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mountpoint)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        problem = done.stderr.strip() if done.returncode else ""
-    except FileNotFoundError:
-        problem = "no mount command"
-    if problem:
-        pytest.fail(
-            f"this fault test mounts a tiny tmpfs, which is not permitted here ({problem}); "
-            "run the suite as root with CAP_SYS_ADMIN (a VM, or docker run --privileged).",
-            pytrace=False,
-        )
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Take every free block of ``directory``'s file system; returns the file holding them."""
-    filler = directory / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(descriptor, b"\xff" * 4096)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(descriptor)
-    return filler
-
-
-def remount(mountpoint: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(mountpoint)], check=True)
 
 
 @pytest.fixture

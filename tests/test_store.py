@@ -10,17 +10,14 @@ PostgreSQL server under a live store.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
-import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ from agentic_vault.store._postgres import PostgresBackend, mask_password
 from agentic_vault.store._schema import SCHEMA_VERSION, migrate
 
 from .conftest_postgres import StoreAt
+from .disk_faults import fill, remount
 from .postgres import PostgresServer, database_and_schema
 
 GENESIS = "0" * 64
@@ -258,50 +256,6 @@ def test_two_processes_racing_for_one_cap_never_overshoot(store_at: StoreAt) -> 
 
 
 # -- faults: a file system that fills up or turns read-only ------------------------------
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs of our own; fails (never skips) where mounting is not permitted."""
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mountpoint)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        problem = done.stderr.strip() if done.returncode else ""
-    except FileNotFoundError:
-        problem = "no mount command"
-    if problem:
-        pytest.fail(
-            f"this fault test mounts a tiny tmpfs, which is not permitted here ({problem}); "
-            "run the suite as root with CAP_SYS_ADMIN (a VM, or docker run --privileged).",
-            pytrace=False,
-        )
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Take every free block of ``directory``'s file system; returns the file holding them."""
-    filler = directory / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(descriptor, b"\xff" * 4096)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(descriptor)
-    return filler
-
-
-def remount(mountpoint: Path, mode: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{mode}", str(mountpoint)], check=True)
 
 
 def test_sqlite_on_a_full_disk_refuses_then_resumes(
