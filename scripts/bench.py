@@ -70,6 +70,7 @@ TARGETS = {
     "guarded_ratio": 1.5,  # with the example policy and the durable store
     "kms_calls_per_signature": 1.0,
     "peak_rss_mb": 100.0,
+    "guard_us": 500.0,  # the guard's own CPU per signature, besides its durable write
 }
 ALICE = "0xa11ce00000000000000000000000000000000001"  # a recipient of examples/policy.toml
 
@@ -579,6 +580,43 @@ def steps() -> dict[str, dict[str, float]]:
     return result
 
 
+def guard_us(policy: Path) -> dict[str, float]:
+    """Microseconds of the guard's decision (decode + decide) per request, example policy.
+
+    Its ledger rows are written in the same commit as the intent record, so what the
+    guard adds besides its durable write is this decision.
+    """
+    from datetime import UTC, datetime
+
+    from eth_abi import encode
+
+    from agentic_vault._transaction import TransactionRequest
+    from agentic_vault.policy import evaluate, load_policy_file
+
+    loaded = load_policy_file(str(policy))
+    usdc = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+    calldata = bytes.fromhex("a9059cbb") + encode(["address", "uint256"], [ALICE, 100 * 10**6])
+    requests = {
+        "ETH transfer": {**TX, "nonce": 7},
+        "USDC transfer on Base": {
+            **TX, "chainId": 8453, "to": usdc, "value": "0", "data": "0x" + calldata.hex(),
+            "gas": 60000,
+        },
+    }  # fmt: skip
+    now = datetime.now(UTC)
+    figures = {}
+    wallet = "0x" + "5e" * 20  # the signing wallet, not a recipient
+    for name, fields in requests.items():
+        request = TransactionRequest.parse(fields)
+
+        def decide(request: TransactionRequest = request) -> Any:
+            return evaluate(loaded, request, signer=wallet, now=now)
+
+        assert decide().outcome == "allow", (name, decide())
+        figures[name] = _median_us(decide)
+    return figures
+
+
 def setups(with_postgres: bool) -> tuple[list[Setup], Any]:
     """The three set-ups, and the PostgreSQL server to stop afterwards (or None)."""
     policy = bench_policy()
@@ -606,6 +644,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         moto = endpoints["emulator"]
         moto_kms = boto3_client(moto)
         results["steps_us"] = steps()
+        results["guard_us"] = guard_us(bench_policy())
         cold, bare = anyio.run(cold_starts, moto, args.repeat)
         tools = anyio.run(every_tool, moto, moto_kms, args.rounds)
         for kind, emulator in endpoints.items():
@@ -720,6 +759,15 @@ def table(r: dict[str, Any]) -> str:
                 f"{f['after_us']} us",
                 f"before: {f['before_us']} us",
                 f"x{round(f['after_us'] / f['before_us'], 2)}",
+            )
+        )
+    for request, micros in r["guard_us"].items():
+        rows.append(
+            (
+                f"the guard's decision, example policy: {request}",
+                f"{micros} us",
+                "decode + decide; its ledger rows share the intent's commit",
+                judged("guard_us", micros, f"{micros} us"),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -65,3 +65,6 @@ def test_the_benchmark_reports_every_figure() -> None:
             assert 0 < row["sign_transaction"]["p50_ms"] <= row["sign_transaction"]["p95_ms"]
             assert row["burst"]["wall_ms"] > 20
             assert row["burst"]["direct_wall_ms"] > 20
+    # The guard's own decision, on requests the example policy allows.
+    assert set(figures["guard_us"]) == {"ETH transfer", "USDC transfer on Base"}
+    assert all(0 < micros < 100_000 for micros in figures["guard_us"].values())
