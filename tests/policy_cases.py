@@ -187,6 +187,20 @@ verifying_contract = "{USDC_BASE}"
 primary_types = ["Permit"]
 """
 )
+TYPED_ONE_CHAIN = policy(
+    f"""
+[[typed_data.allow]]
+verifying_contract = {{ 1 = "{EXCHANGE}" }}
+primary_types = ["Order"]
+"""
+)
+HEX_NOT_TEXT = policy(
+    """
+[messages]
+text = false
+hex = true
+"""
+)
 MESSAGES = policy(
     r"""
 [messages]
@@ -825,6 +839,25 @@ EXAMPLE_MORE = [
         "tokens.usdc.spenders",
     ),
     allow("example-revoke-stranger", E, tx(USDC_BASE, data=approve(MALLORY, 0))),
+    deny("example-zero-permit-to-stranger", E, permit(MALLORY, 0), "tokens.usdc.spenders"),
+    deny(
+        "example-zero-permit2-witness-to-stranger",
+        E,
+        permit2_witness(MALLORY, 0, deadline=2**256 - 1),
+        "tokens.usdc.spenders",
+    ),
+    deny(
+        "example-zero-permit2-to-router-never-expiring",
+        E,
+        permit2_transfer(ROUTER, 0, deadline=2**256 - 1),
+        "typed_data.max_validity",
+    ),
+    deny(
+        "example-zero-permit2-single-to-stranger",
+        E,
+        permit2_single(MALLORY, 0),
+        "tokens.usdc.spenders",
+    ),
     allow(
         "example-approve-permit2-500", E, tx(USDC_ETH, data=approve(PERMIT2, 500 * USDC), chain=1)
     ),
@@ -1279,7 +1312,21 @@ CUSTOM = [
         dai_permit(True, NOW + 600),
         "tokens.dai.max_allowance",
     ),
-    allow("token-dai-permit-revocation", DAI_TOKEN, dai_permit(False, 0)),
+    allow("token-dai-permit-revocation", DAI_TOKEN, dai_permit(False, NOW + 600)),
+    # A signed grant of 0 is not a free revocation: it lives until its deadline and
+    # spends a nonce. Judged by spenders and max_validity like any grant.
+    deny(
+        "token-dai-permit-revocation-never-expiring",
+        DAI_TOKEN,
+        dai_permit(False, 0),
+        "typed_data.max_validity",
+    ),
+    deny(
+        "token-dai-permit-revocation-to-stranger",
+        DAI_TOKEN,
+        dai_permit(False, NOW + 600, spender=MALLORY),
+        "tokens.dai.spenders",
+    ),
     deny(
         "token-dai-permit-unlimited-and-never-expiring",
         DAI_TOKEN,
@@ -1565,8 +1612,38 @@ CUSTOM = [
         ),
         "typed_data.allow",
     ),
+    # A rule with an address on chain 1 only matches nothing on 8453, not even a domain
+    # without a verifyingContract.
+    allow("typed-one-chain-entry", TYPED_ONE_CHAIN, order(chain=1)),
+    deny(
+        "typed-one-chain-entry-no-contract-on-other-chain",
+        TYPED_ONE_CHAIN,
+        typed(
+            "Order",
+            {"Order": [("maker", "address"), ("amount", "uint256")]},
+            {"name": "Exchange", "chainId": 8453},
+            {"maker": SIGNER, "amount": 1},
+        ),
+        "typed_data.allow",
+    ),
     # messages
     allow("text-pattern-matches", MESSAGES, message("Login to example.org: 0123456789abcdef")),
+    # Hex that spells printable text is that text: same signature, same rules.
+    allow("hex-text-matching-a-pattern", MESSAGES, message(hex_of("Daily report\nok"), "hex")),
+    deny(
+        "hex-text-matching-no-pattern",
+        MESSAGES,
+        message(hex_of("Transfer everything"), "hex"),
+        "messages.patterns",
+    ),
+    deny(
+        "hex-text-spelling-a-hash",
+        MESSAGES,
+        message(hex_of("0x" + "ab" * 32), "hex"),
+        "messages.hex",
+    ),
+    deny("hex-text-text-false", HEX_NOT_TEXT, message(hex_of("hello"), "hex"), "messages.text"),
+    allow("hex-bytes-when-text-false", HEX_NOT_TEXT, message("0x" + "ff00" * 10, "hex")),
     allow("text-second-pattern-multiline", MESSAGES, message("Daily report\nall good\tyes")),
     deny(
         "text-pattern-prefix-only",

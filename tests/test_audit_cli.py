@@ -182,6 +182,26 @@ def test_a_record_appended_past_the_head_is_named(trail: StoreAt) -> None:
     assert "record 7 was inserted after the store's head (record 6)" in out
 
 
+def test_a_row_with_no_usable_position_is_named(trail: StoreAt) -> None:
+    # SQLite's non-INTEGER primary key takes NULL and text from a hand-made row;
+    # PostgreSQL refuses both, which is what the second half checks.
+    text, digest = forge(fields(7) | {"seq": 7, "prev_hash": stored(trail, RECORDS)[1]})
+    for seq, said in (("zz", "has the position 'zz', not a number"), (None, "no position")):
+        try:
+            sql(
+                trail, "INSERT INTO audit (seq, record, hash) VALUES (?, ?, ?)", (seq, text, digest)
+            )
+        except Exception:  # noqa: BLE001 - the database refused the row: nothing to find
+            assert trail.backend == "postgresql"
+            continue
+        assert trail.backend == "sqlite"
+        assert said in failed(audit_cli(trail, "verify"), RECORDS + 1)
+        exported = audit_cli(trail, "export")
+        assert exported.returncode == 0, exported
+        assert len(exported.stdout.splitlines()) == RECORDS  # the records, not the stray row
+        sql(trail, "DELETE FROM audit WHERE seq = ? OR seq IS NULL", (seq,))
+
+
 def test_a_truncated_tail_is_caught_by_the_stores_head(trail: StoreAt) -> None:
     sql(trail, "DELETE FROM audit WHERE seq > 4")
     out = failed(audit_cli(trail, "verify"), 5)

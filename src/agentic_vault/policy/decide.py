@@ -288,8 +288,12 @@ def _allowance(
             f"{said}: the {grant.method} is for the owner {grant.owner}, not this wallet "
             f"({context.signer}); only permits of this wallet are signed",
         )
-    if grant.amount == 0:
-        tally.allow(token.key("spenders"))  # a revocation, allowed whoever the spender
+    if grant.amount == 0 and not grant.signed:
+        # An on-chain approve(spender, 0) takes effect when sent and only takes rights
+        # away: allowed whoever the spender. A signed permit of 0 is not let through so:
+        # it lives until its deadline, spends a nonce the wallet's real permits need, and
+        # a transfer permit of 0 can carry a witness a spender acts on.
+        tally.allow(token.key("spenders"))
         return None
     if grant.spender not in token.spenders:
         return Ruling(
@@ -586,8 +590,12 @@ def _typed_data(
 def _typed_message(context: _Context, message: TypedMessage, tally: _Tally) -> Ruling | None:
     for rule in context.rules.typed_data_allow:
         assert message.chain_id is not None
+        # A rule without an address on this chain matches nothing there, not even a
+        # domain without a verifyingContract.
+        listed = rule.addresses.get(message.chain_id)
         if (
-            rule.addresses.get(message.chain_id) == message.verifying_contract
+            listed is not None
+            and listed == message.verifying_contract
             and message.primary_type in rule.primary_types
         ):
             tally.allow(f"typed_data.allow[{rule.index}]")

@@ -98,10 +98,17 @@ def records(connection: Connection, after: int = 0) -> Iterator[AuditRecord]:
             (after, _PAGE),
         )
         for seq, text, digest in rows:
-            yield AuditRecord(int(seq), str(digest), _parse(str(text)))
-            after = int(seq)
+            if not _is_position(seq):
+                return  # a row put there by hand: sorted last; `audit verify` names it
+            yield AuditRecord(seq, str(digest), _parse(str(text)))
+            after = seq
         if len(rows) < _PAGE:
             return
+
+
+def _is_position(seq: object) -> bool:
+    """Whether a row's seq is an integer: SQLite lets a hand-made row hold text or a real."""
+    return isinstance(seq, int) and not isinstance(seq, bool)
 
 
 def _parse(text: str) -> dict[str, Any]:
@@ -143,6 +150,16 @@ def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
             (after, _PAGE),
         )
         for seq_value, text_value, stored_value in rows:
+            if not _is_position(seq_value):
+                return Verdict(
+                    False,
+                    count,
+                    expected_seq - 1,
+                    previous_hash,
+                    f"a row after record {expected_seq - 1} has the position {seq_value!r}, "
+                    "not a number: it was not appended by agentic-vault.",
+                    expected_seq,
+                )
             seq, text, stored = int(seq_value), str(text_value), str(stored_value)
             after = seq
             problem = _check_record(seq, text, stored, expected_seq, previous_hash)
@@ -157,6 +174,17 @@ def verify(connection: Connection, expected_head: str | None = None) -> Verdict:
         if len(rows) < _PAGE:
             break
     head_seq, head_hash = count, previous_hash
+    ((unplaced,),) = connection.query("SELECT COUNT(*) FROM audit WHERE seq IS NULL")
+    if unplaced:
+        return Verdict(
+            False,
+            count,
+            head_seq,
+            head_hash,
+            f"{unplaced} row(s) have no position (seq is NULL): they were not appended by "
+            "agentic-vault.",
+            head_seq + 1,
+        )
     (stored_seq, stored_hash), *_ = connection.query(
         "SELECT seq, hash FROM audit_head WHERE id = 1"
     )

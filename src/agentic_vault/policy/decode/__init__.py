@@ -144,7 +144,7 @@ def decode_typed_data(payload: TypedDataPayload) -> tuple[Effect, ...]:
 
 
 def decode_message(message: PersonalMessage, encoding: MessageEncoding) -> Effect:
-    """A sign-in, a text, or bytes. Hex that spells UTF-8 text is still checked for a sign-in."""
+    """A sign-in, a text, or bytes. Hex that spells a sign-in or printable text is that."""
     raw = message.raw
     try:
         text: str | None = raw.decode("utf-8")
@@ -155,6 +155,9 @@ def decode_message(message: PersonalMessage, encoding: MessageEncoding) -> Effec
         if sign_in is not None:
             return sign_in
     if encoding == "hex":
+        if text and unprintable(text) is None:
+            # The same signature as sending this text: judged as the text.
+            return PlainMessage(text=text, size=len(raw), encoding="hex")
         shown = "0x" + raw[:16].hex() + ("…" if len(raw) > 16 else "")
         return PlainMessage(text=None, size=len(raw), encoding="hex", preview=shown)
     return PlainMessage(text=text, size=len(raw), encoding="utf8")
