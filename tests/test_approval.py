@@ -101,13 +101,15 @@ def write_policy(path: Path, text: str) -> None:
 class Person:
     """The elicitation callback: what the person answers, and every question shown."""
 
-    answer: str = "accept"
+    answer: str | dict[str, Any] = "accept"  # a dict: accepted with that content
     asked: list[str] = field(default_factory=list)
 
     async def __call__(self, context: Any, params: Any) -> ElicitResult:
         assert isinstance(params, ElicitRequestFormParams)
         assert "approve" in params.requested_schema["properties"]
         self.asked.append(params.message)
+        if isinstance(self.answer, dict):
+            return ElicitResult(action="accept", content=self.answer)
         if self.answer == "accept":
             return ElicitResult(action="accept", content={"approve": True})
         assert self.answer in ("decline", "cancel")
@@ -285,6 +287,18 @@ async def test_the_person_at_the_client_decides_and_only_an_accept_is_signed(
     assert [r["outcome"] for r in decisions] == ["approval_denied"] * 2 + ["approved"] * 2
     assert {r["approval_channel"] for r in decisions} == {"elicitation"}
     assert all(r["time"] and r["policy_sha256"] for r in decisions)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_only_a_json_true_is_consent(setup: Setup, mode: str) -> None:
+    person = Person()
+    async with connect(setup, mode=mode, person=person) as client:
+        for content in ({"approve": "yes"}, {"approve": "true"}, {"approve": 1}, {}):
+            person.answer = content
+            refused = await client.call_tool("sign_transaction", payment(150))
+            assert text_of(refused).startswith("policy_denied: approval: "), (content, refused)
+            assert "did not tick approve" in text_of(refused), content
+        assert CONTROL.messages == []
 
 
 async def test_a_2025_06_18_client_with_a_bare_elicitation_capability_is_asked(

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from .._errors import ApprovalRequired, PolicyDenied
 from ..store import approvals as approval_table
@@ -56,7 +56,8 @@ CHANNEL = "elicitation"
 class ApprovalForm(BaseModel):
     """The one question a person answers."""
 
-    approve: bool = Field(
+    # Strict: only a JSON true approves ("yes", 1, "true" are no consent).
+    approve: StrictBool = Field(
         title="Approve and sign",
         description="Sign exactly the request described above (check the digest).",
     )
@@ -115,6 +116,10 @@ async def _ask_in_call(vault: Vault, prepared: Prepared, approval: Approval, con
             answer = await context.elicit(_message(prepared, approval), ApprovalForm)
     except TimeoutError:
         return "timeout"
+    except ValueError:
+        # The SDK's word for an accept without content, or with content that does not
+        # match the form ("yes", 1, "true" for approve): an answer, but no consent.
+        return "accept-without-approve"
     except Exception as exc:  # noqa: BLE001 - whatever the client did, it did not approve
         logger.warning("the MCP client could not ask about %s: %s", approval.id, exc)
         raise ApprovalRequired(
