@@ -427,6 +427,27 @@ async def test_out_of_band_an_approval_signs_exactly_its_request_once(setup: Set
     assert cli(setup.env, "audit", "verify").returncode == 0
 
 
+async def test_an_approval_is_for_the_client_that_asked(setup: Setup, tmp_path: Path) -> None:
+    async with connect(setup) as client:
+        address = structured(await client.call_tool("get_address", {}))["address"]
+        asked = required_id(await client.call_tool("sign_transaction", payment(150)))
+        approve(setup.env, asked)
+        # Another client (a shell on the same store) sends the same request first: the
+        # approval is not its own, so it gets a request of its own and nothing is signed.
+        request = tmp_path / "payment.json"
+        request.write_text(json.dumps(payment(150)["transaction"]))
+        other = cli(setup.env, "sign-transaction", "--policy", str(setup.policy), str(request))
+        assert other.returncode != 0, other.stdout
+        assert "approval_required: " in other.stderr, other.stderr
+        assert asked not in other.stderr
+        assert CONTROL.messages == []
+        # The client that asked still has its approval.
+        check_signed_transaction(
+            await client.call_tool("sign_transaction", payment(150)), address, 150
+        )
+        assert signed_digests() == [transaction_digest(payment(150))]
+
+
 async def test_an_approval_expires(emulator: LocalKms, tmp_path: Path) -> None:
     setup = make_setup(emulator, tmp_path, APPROVALS, "--approval-ttl", "4")
     async with connect(setup) as client:
@@ -678,7 +699,9 @@ def test_an_approval_is_single_use_bound_to_digest_policy_and_time(
     store = store_at.open()
     now = 1_000_000.0
 
-    def create(digest: str, sha: str = "policy-1") -> approval_table.Approval:
+    def create(
+        digest: str, sha: str = "policy-1", client: str = "stdio:test"
+    ) -> approval_table.Approval:
         return store.write(
             lambda c: approval_table.create(
                 c,
@@ -686,7 +709,7 @@ def test_an_approval_is_single_use_bound_to_digest_policy_and_time(
                 policy_sha256=sha,
                 tool="sign_transaction",
                 summary="Sign a transaction",
-                client="stdio:test",
+                client=client,
                 now=now,
                 ttl=60,
             )
@@ -699,14 +722,17 @@ def test_an_approval_is_single_use_bound_to_digest_policy_and_time(
             )
         )
 
-    def consume(digest: str, sha: str, at: float) -> approval_table.Approval | None:
+    def consume(
+        digest: str, sha: str, at: float, client: str = "stdio:test"
+    ) -> approval_table.Approval | None:
         return store.write(
             lambda c: approval_table.consume(
                 c,
-                [approval_table.get(c, asked.id)],
+                [approval_table.get(c, asked.id)],  # type: ignore[list-item]
                 digest,
                 sha,
-                at,  # type: ignore[list-item]
+                client,
+                at,
             )
         )
 
@@ -714,6 +740,7 @@ def test_an_approval_is_single_use_bound_to_digest_policy_and_time(
         asked = create("0xaa")
         assert create("0xaa").id == asked.id  # one request waits per digest and policy
         assert create("0xaa", "policy-2").id != asked.id
+        assert create("0xaa", client="bob").id != asked.id  # each client asks for itself
         assert consume("0xaa", "policy-1", now + 1) is None  # not approved yet
         approved = decide(asked.id, True, now + 50)
         assert approved is not None
@@ -723,6 +750,7 @@ def test_an_approval_is_single_use_bound_to_digest_policy_and_time(
         assert consume("0xbb", "policy-1", now + 60) is None  # another digest
         assert consume("0xaa", "policy-2", now + 60) is None  # another policy
         assert consume("0xaa", "policy-1", now + 110) is None  # expired
+        assert consume("0xaa", "policy-1", now + 60, client="bob") is None  # another client
         used = consume("0xaa", "policy-1", now + 100)
         assert used is not None
         assert used.id == asked.id

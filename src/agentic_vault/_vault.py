@@ -431,8 +431,10 @@ class Vault:
                 given = approval_table.get(connection, approval_id)
                 candidates = [given] if given is not None else []
             else:
-                candidates = approval_table.find(connection, digest, policy_sha)
-            used = approval_table.consume(connection, candidates, digest, policy_sha, now)
+                candidates = approval_table.find(connection, digest, policy_sha, call.client)
+            used = approval_table.consume(
+                connection, candidates, digest, policy_sha, call.client, now
+            )
             if used is None:
                 return self._approval_missing(connection, prepared, call)
         approval_id = used.id if used is not None else None

@@ -69,8 +69,8 @@ def create(
     now: float,
     ttl: float,
 ) -> Approval:
-    """A new pending request, or the one already pending for this digest and policy."""
-    for existing in find(connection, digest, policy_sha256):
+    """A new pending request, or the one this client already has pending for it."""
+    for existing in find(connection, digest, policy_sha256, client):
         if existing.state_at(now) == "pending":
             return existing
     approval = Approval(
@@ -97,10 +97,12 @@ def create(
     return approval
 
 
-def find(connection: Connection, digest: str, policy_sha256: str) -> list[Approval]:
+def find(connection: Connection, digest: str, policy_sha256: str, client: str) -> list[Approval]:
+    """The requests ``client`` filed for exactly this digest under this policy."""
     rows = connection.query(
-        f"SELECT {_COLUMNS} FROM approvals WHERE digest = ? AND policy_sha256 = ? ORDER BY created",  # noqa: S608 - constant columns
-        (digest, policy_sha256),
+        f"SELECT {_COLUMNS} FROM approvals WHERE digest = ? AND policy_sha256 = ? AND client = ? "  # noqa: S608 - constant columns
+        "ORDER BY created",
+        (digest, policy_sha256, client),
     )
     return [_approval(row) for row in rows]
 
@@ -146,14 +148,19 @@ def consume(
     approvals: Sequence[Approval],
     digest: str,
     policy_sha256: str,
+    client: str,
     now: float,
 ) -> Approval | None:
-    """Mark the first usable approval for exactly this digest and policy used; None if none."""
+    """Mark the first usable approval of ``client`` for exactly this digest and policy used.
+
+    None if none: an approval is for the client that asked, not for another that sends
+    the same request first.
+    """
     for approval in approvals:
         changed = connection.execute(
             "UPDATE approvals SET status = ?, used = ? WHERE id = ? AND status = ? "
-            "AND digest = ? AND policy_sha256 = ? AND expires > ?",
-            ("used", now, approval.id, "approved", digest, policy_sha256, now),
+            "AND digest = ? AND policy_sha256 = ? AND client = ? AND expires > ?",
+            ("used", now, approval.id, "approved", digest, policy_sha256, client, now),
         )
         if changed == 1:
             return approval
