@@ -334,6 +334,55 @@ async def test_one_token_gets_at_most_16_requests_at_once_and_others_are_unaffec
     assert CONTROL.calls["Sign"] == 17
 
 
+async def open_session(http: httpx2.AsyncClient, url: str, token: str) -> dict[str, str]:
+    """A raw MCP session for ``token``: the headers its requests carry."""
+    headers = {**MCP_ACCEPT, "authorization": f"Bearer {token}"}
+    opened = await http.post(url, json=INITIALIZE, headers=headers)
+    assert opened.status_code == 200, opened.text
+    headers |= {
+        "mcp-session-id": opened.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-11-25",
+    }
+    done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await http.post(url, json=done, headers=headers)).status_code == 202
+    return headers
+
+
+async def test_a_call_keeps_its_tokens_slot_after_its_client_hangs_up(
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
+) -> None:
+    busy = create_token(env, "busy")
+    other = create_token(env, "other")
+    server = start_server(env, tmp_path / "server.log")
+    servers.append(server)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        headers = await open_session(http, server.url, busy)
+        CONTROL.latency["Sign"] = 2.0
+
+        async def hang_up(index: int) -> None:
+            call = {**SIGN_CALL, "id": 100 + index}
+            call["params"] = {"name": "sign_message", "arguments": {"message": f"{index}"}}
+            with anyio.move_on_after(0.4):  # then the connection is dropped
+                await http.post(server.url, json=call, headers=headers)
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(16):
+                tasks.start_soon(hang_up, index)
+        # Every request hung up; their 16 calls still run and still hold the token's slots.
+        more = await http.post(server.url, json={**SIGN_CALL, "id": 200}, headers=headers)
+        assert more.status_code == 429, more.text
+        assert "too_many_requests: token 'busy'" in more.text
+        # Another token is served meanwhile.
+        async with http_client(server.url, other, "auto") as bystander:
+            structured(await bystander.call_tool("sign_message", {"message": "bystander"}))
+        # Once the calls have ended, the token is served again.
+        await anyio.sleep(2.5)
+        CONTROL.latency["Sign"] = 0.0
+        again = await http.post(server.url, json={**SIGN_CALL, "id": 201}, headers=headers)
+        assert again.status_code == 200, again.text
+        assert '"signature"' in again.text
+
+
 # -- where it may listen --------------------------------------------------------------------
 
 

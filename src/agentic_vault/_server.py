@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -251,6 +251,16 @@ class ToolRunner:
         return self._answering + self._busy
 
     async def call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
+        slot = request_slot(context)
+        if slot is not None:
+            slot.hold()  # until the call ends, even if its HTTP request ended first
+        try:
+            return await self._call(spec, arguments, context)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    async def _call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
         call = Call(spec.name, client_name(context), guard=caller_guard(context))
         started = time.perf_counter()
         self._answering += 1
@@ -412,6 +422,20 @@ def client_name(context: Any) -> str:
     info = getattr(params, "client_info", None)
     name = getattr(info, "name", None)
     return f"stdio:{name}" if isinstance(name, str) and name else "stdio"
+
+
+class Slot(Protocol):
+    """A share of the caller's concurrency limit (HTTP: one of its token's requests)."""
+
+    def hold(self) -> None: ...
+    def release(self) -> None: ...
+
+
+def request_slot(context: Any) -> Slot | None:
+    """The slot of the HTTP request that carried this call; None over stdio."""
+    request = getattr(getattr(context, "request_context", None), "request", None)
+    slot = getattr(getattr(request, "state", None), "slot", None)
+    return slot if hasattr(slot, "hold") and hasattr(slot, "release") else None
 
 
 def caller_guard(context: Any) -> Guard | None:

@@ -101,6 +101,26 @@ class TokenPolicies:
             return [g.holder for g in self._guards.values() if g.holder is not None]
 
 
+class _Slot:
+    """One of a token's ``MAX_REQUESTS_PER_TOKEN``: held by an HTTP request and by the tool
+    call it carries, freed when both have ended. The SDK runs a call on after its client
+    hangs up; the call keeps its slot, so hanging up cannot let a token run more."""
+
+    def __init__(self, counts: Counter[str], name: str) -> None:
+        self._counts, self._name, self._holders = counts, name, 1
+        counts[name] += 1
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    def release(self) -> None:
+        self._holders -= 1
+        if not self._holders:
+            self._counts[self._name] -= 1
+            if not self._counts[self._name]:
+                del self._counts[self._name]
+
+
 class TokenGate:
     """Lets a request through to ``app`` only with a valid bearer token; see the module doc."""
 
@@ -219,17 +239,15 @@ class TokenGate:
         state = scope.setdefault("state", {})
         state["token_name"] = bearer.name  # read by _server.client_name for the audit trail
         state["guard"] = guard  # read by _server.caller_guard
-        if counted:
-            self.in_progress[bearer.name] += 1
+        slot = _Slot(self.in_progress, bearer.name) if counted else None
+        state["slot"] = slot  # held by the tool call too: see _server.ToolRunner.call
         reset = auth_context_var.set(user)
         try:
             await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
-            if counted:
-                self.in_progress[bearer.name] -= 1
-                if not self.in_progress[bearer.name]:
-                    del self.in_progress[bearer.name]
+            if slot is not None:
+                slot.release()
 
 
 def _bearer_token(scope: Scope) -> str | None:
