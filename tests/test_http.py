@@ -13,8 +13,10 @@ import datetime
 import json
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -24,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -83,9 +86,21 @@ class HttpServer:
         return self.process.wait(timeout)
 
 
-def start_server(env: dict[str, str], log: Path, *args: str, timeout: float = 30) -> HttpServer:
-    """The installed server on HTTP; returns once its start-up line names its URL."""
+def start_server(
+    env: dict[str, str], log: Path, *args: str, timeout: float = 30, max_files: int | None = None
+) -> HttpServer:
+    """The installed server on HTTP; returns once its start-up line names its URL.
+
+    ``max_files``: the server's soft limit of open file descriptors.
+    """
     listen = [] if "--listen" in args else ["--listen", "127.0.0.1:0"]
+
+    def limit_files() -> None:
+        if max_files is not None:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (max_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            )
+
     with open(log, "w") as errors:
         process = subprocess.Popen(
             [SERVER, "--transport", "http", *listen, *args],
@@ -93,6 +108,7 @@ def start_server(env: dict[str, str], log: Path, *args: str, timeout: float = 30
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errors,
+            preexec_fn=limit_files,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -381,6 +397,63 @@ async def test_a_call_keeps_its_tokens_slot_after_its_client_hangs_up(
         again = await http.post(server.url, json={**SIGN_CALL, "id": 201}, headers=headers)
         assert again.status_code == 200, again.text
         assert '"signature"' in again.text
+
+
+def _address(server: HttpServer) -> tuple[str, int]:
+    parts = urlsplit(server.url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return parts.hostname, parts.port
+
+
+async def test_a_connection_that_never_finishes_its_headers_is_closed(
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
+) -> None:
+    server = start_server(env, tmp_path / "server.log")
+    servers.append(server)
+
+    def half_a_request() -> float:
+        with socket.create_connection(_address(server), timeout=30) as sock:
+            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            started = time.monotonic()
+            assert sock.recv(1024) == b""  # closed by the server, no answer
+            return time.monotonic() - started
+
+    took = await anyio.to_thread.run_sync(half_a_request)
+    assert 8 < took < 15, took  # HEADER_TIMEOUT is 10 s
+
+
+async def test_past_its_connection_limit_the_server_closes_new_ones_and_keeps_working(
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
+) -> None:
+    token = create_token(env, "agent")
+    # 256 file descriptors: at most 128 connections are kept.
+    server = start_server(env, tmp_path / "server.log", max_files=256)
+    servers.append(server)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(220):
+            idle.append(socket.create_connection(_address(server), timeout=5))
+        await anyio.sleep(1.0)
+
+        def closed(sock: socket.socket) -> bool:
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except BlockingIOError:
+                return False
+
+        dropped = sum(closed(sock) for sock in idle)
+        assert 220 - 128 <= dropped <= 220 - 100, dropped
+    finally:
+        for sock in idle:
+            sock.close()
+    await anyio.sleep(0.5)
+    async with http_client(server.url, token) as client:
+        structured(await client.call_tool("sign_message", {"message": "still serving"}))
+    # One warning, no traceback storm (every stderr line is a JSON object).
+    said = [line["message"] for line in log_lines(server.log)]
+    assert len([text for text in said if "connections are open" in text]) == 1, said
 
 
 # -- where it may listen --------------------------------------------------------------------

@@ -27,14 +27,17 @@ SIGHUP reloads the server's policy and the tokens' own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import resource
 import socket
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 import anyio.to_thread
@@ -45,6 +48,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .._errors import StateUnavailable
 from .._serve import log_start, reload_on_sighup, stop, stop_on_signal
@@ -64,6 +68,8 @@ logger = logging.getLogger("agentic_vault.server")
 # session is not counted). The server's own bound is the tool-call pool, max_concurrency.
 MAX_REQUESTS_PER_TOKEN = 16
 BACKLOG = 2048  # uvicorn's default
+HEADER_TIMEOUT = 10.0  # seconds a connection has to send a request's headers
+MAX_CONNECTIONS = 4096  # open at once (fewer if the file descriptor limit is low)
 REFUSED_MEMORY = 4096  # hashes of tokens found unknown or revoked
 # Once every call is answered, how long open event streams may take to close.
 SHUTDOWN_GRACE = 1.0
@@ -304,6 +310,69 @@ def build_app(vault: Vault, runner: ToolRunner, http: HttpSettings) -> TokenGate
     return TokenGate(app, vault.store, runner)
 
 
+class _Connection(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, with a deadline for headers and a cap on connections.
+
+    uvicorn times a connection out only between requests once a response is sent:
+    one that sends half a request line and waits holds its socket for ever, and
+    enough of them (no token needed) use up the file descriptors, so signing fails
+    on its next KMS or store connection. Here every request's headers must be
+    complete within ``HEADER_TIMEOUT`` s, and past ``connection_limit()`` open
+    connections a new one is closed at once.
+    """
+
+    _deadline: asyncio.TimerHandle | None = None
+    _warned_at: ClassVar[float] = -60.0  # when "too many connections" was last logged
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > connection_limit():
+            self._warn_full(len(self.connections) - 1)
+            transport.abort()
+            return
+        self._arm()
+
+    @classmethod
+    def _warn_full(cls, open_connections: int) -> None:
+        """One log line every 10 s at most: a flood must not fill the log as well."""
+        now = time.monotonic()
+        if now - cls._warned_at >= 10.0:
+            cls._warned_at = now
+            logger.warning(
+                "%d connections are open, the most this server keeps (%d); closing new ones "
+                "until some end (a client that opens many and sends nothing?)",
+                open_connections,
+                connection_limit(),
+            )
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()  # the next request's headers are due in time too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._headers_late)
+
+    def _headers_late(self) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete  # no request under way
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+
+def connection_limit() -> int:
+    """Open connections at most: a share of this process's file descriptors, ≤ 4096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return min(MAX_CONNECTIONS, max(64, soft // 2))
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without signal handlers of its own: ours stop it (see ``_serve.stop``)."""
 
@@ -356,6 +425,7 @@ def serve_http(settings: VaultSettings, http: HttpSettings) -> int:
         ssl_certfile=str(http.tls_cert) if http.tls_cert else None,
         ssl_keyfile=str(http.tls_key) if http.tls_key else None,
         backlog=BACKLOG,
+        http=_Connection,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE) or 1,
     )
     server = _Uvicorn(config)
