@@ -399,6 +399,31 @@ async def test_a_call_keeps_its_tokens_slot_after_its_client_hangs_up(
         assert '"signature"' in again.text
 
 
+async def test_one_token_opens_at_most_64_sessions_and_others_are_unaffected(
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
+) -> None:
+    busy = create_token(env, "busy")
+    other = create_token(env, "other")
+    server = start_server(env, tmp_path / "server.log")
+    servers.append(server)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        opened = [await open_session(http, server.url, busy) for _ in range(64)]
+        headers = {**MCP_ACCEPT, "authorization": f"Bearer {busy}"}
+        refused = await http.post(server.url, json=INITIALIZE, headers=headers)
+        assert refused.status_code == 429, refused.text
+        assert "too_many_sessions: token 'busy' already has 64 MCP sessions open" in refused.text
+        # Another token opens sessions, and the busy one still uses those it has.
+        async with http_client(server.url, other) as bystander:
+            structured(await bystander.call_tool("get_address", {}))
+        listed = await http.post(
+            server.url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=opened[0]
+        )
+        assert listed.status_code == 200, listed.text
+        # A session ended (HTTP DELETE, as MCP clients do on close) makes room for one.
+        assert (await http.delete(server.url, headers=opened[0])).status_code == 200
+        assert (await http.post(server.url, json=INITIALIZE, headers=headers)).status_code == 200
+
+
 def _address(server: HttpServer) -> tuple[str, int]:
     parts = urlsplit(server.url)
     assert parts.hostname is not None

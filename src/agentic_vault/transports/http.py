@@ -36,8 +36,9 @@ import socket
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.to_thread
@@ -67,6 +68,11 @@ logger = logging.getLogger("agentic_vault.server")
 # Requests one token may have in progress at once (the long-lived GET event stream of a
 # session is not counted). The server's own bound is the tool-call pool, max_concurrency.
 MAX_REQUESTS_PER_TOKEN = 16
+# MCP sessions (without --stateless): per token, for the whole server, and how long an
+# idle one lives (no request in progress, no event stream open).
+MAX_SESSIONS_PER_TOKEN = 64
+MAX_SESSIONS = 10_000
+SESSION_IDLE_TIMEOUT = 1800.0
 BACKLOG = 2048  # uvicorn's default
 HEADER_TIMEOUT = 10.0  # seconds a connection has to send a request's headers
 MAX_CONNECTIONS = 4096  # open at once (fewer if the file descriptor limit is low)
@@ -127,13 +133,84 @@ class _Slot:
                 del self._counts[self._name]
 
 
+@dataclass
+class _Seen:
+    """What the gate knows of one MCP session: when it was last used, and its requests."""
+
+    last: float
+    requests: int = 0
+
+
+class _Sessions:
+    """The MCP sessions each token has open, so that one token cannot take them all.
+
+    The SDK caps sessions for the whole server (``MAX_SESSIONS``) and closes idle
+    ones (``SESSION_IDLE_TIMEOUT``); this counts them per token from what passes
+    the gate: a session is born with the ``mcp-session-id`` its opening answer
+    carries, and forgotten when it is deleted, answered 404 (gone), or idle as
+    long as the SDK lets one be.
+    """
+
+    def __init__(self) -> None:
+        self._of: dict[str, dict[str, _Seen]] = {}
+
+    def full(self, token: str, now: float) -> bool:
+        mine = self._of.get(token, {})
+        for session_id, seen in list(mine.items()):
+            if not seen.requests and now - seen.last > SESSION_IDLE_TIMEOUT:
+                del mine[session_id]
+        return len(mine) >= MAX_SESSIONS_PER_TOKEN
+
+    async def track(
+        self, token: str, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+    ) -> None:
+        """Serve the request with ``app``, keeping count of the token's sessions."""
+        session_id = _header(scope, b"mcp-session-id")
+        mine = self._of.setdefault(token, {})
+        seen = mine.get(session_id) if session_id is not None else None
+        if seen is not None:
+            seen.requests += 1
+
+        async def watch(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if session_id is None and status == 200:
+                    opened = _header(message, b"mcp-session-id")
+                    if opened is not None:
+                        mine[opened] = _Seen(time.monotonic())
+                elif session_id is not None and (
+                    status == 404 or (scope["method"] == "DELETE" and status < 300)
+                ):
+                    mine.pop(session_id, None)
+            await send(message)
+
+        try:
+            await app(scope, receive, watch)
+        finally:
+            if seen is not None:
+                seen.requests -= 1
+                seen.last = time.monotonic()
+            if not mine:
+                self._of.pop(token, None)
+
+
+def _header(scope: Scope | MutableMapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 class TokenGate:
     """Lets a request through to ``app`` only with a valid bearer token; see the module doc."""
 
-    def __init__(self, app: ASGIApp, store: Store, runner: ToolRunner) -> None:
+    def __init__(
+        self, app: ASGIApp, store: Store, runner: ToolRunner, *, stateless: bool = False
+    ) -> None:
         self.app = app
         self.store = store
         self.runner = runner
+        self.sessions = None if stateless else _Sessions()
         self.policies = TokenPolicies()
         self.in_progress: Counter[str] = Counter()
         self.refused: OrderedDict[str, None] = OrderedDict()
@@ -203,6 +280,22 @@ class TokenGate:
                 [(b"retry-after", b"1")],
             )
             return
+        opening = _header(scope, b"mcp-session-id") is None and scope["method"] == "POST"
+        if (
+            self.sessions is not None
+            and opening
+            and self.sessions.full(bearer.name, time.monotonic())
+        ):
+            await _refuse(
+                send,
+                429,
+                f"too_many_sessions: token {bearer.name!r} already has "
+                f"{MAX_SESSIONS_PER_TOKEN} MCP sessions open, the most one token may have; "
+                "reuse a session, end unused ones (HTTP DELETE; MCP clients do it on close), "
+                f"or wait for idle ones to close ({SESSION_IDLE_TIMEOUT / 60:g} min).",
+                [(b"retry-after", b"60")],
+            )
+            return
         await self._admit(scope, receive, send, bearer, guard, counted)
 
     def _authenticate(self, token: str) -> tuple[tokens.Bearer | None, Guard | None]:
@@ -249,7 +342,10 @@ class TokenGate:
         state["slot"] = slot  # held by the tool call too: see _server.ToolRunner.call
         reset = auth_context_var.set(user)
         try:
-            await self.app(scope, receive, send)
+            if self.sessions is not None:
+                await self.sessions.track(bearer.name, scope, receive, send, self.app)
+            else:
+                await self.app(scope, receive, send)
         finally:
             auth_context_var.reset(reset)
             if slot is not None:
@@ -304,10 +400,12 @@ def build_app(vault: Vault, runner: ToolRunner, http: HttpSettings) -> TokenGate
     app = server.streamable_http_app(
         stateless_http=http.stateless,
         max_request_body_size=MAX_REQUEST_BYTES,
+        session_idle_timeout=SESSION_IDLE_TIMEOUT,
+        max_sessions=MAX_SESSIONS,
         transport_security=security,
         host=http.host,
     )
-    return TokenGate(app, vault.store, runner)
+    return TokenGate(app, vault.store, runner, stateless=http.stateless)
 
 
 class _Connection(H11Protocol):
