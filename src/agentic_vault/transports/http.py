@@ -4,6 +4,7 @@
                                    │ stopping: 503, nothing runs
                                    │ no token, an unknown or a revoked one: 401, nothing runs
                                    │ more than MAX_REQUESTS_PER_TOKEN at once: 429
+                                   │ a new session past MAX_SESSIONS_PER_TOKEN: 429
                                    │ its name ──▶ request.state.token_name (the audit client)
                                    └ its policy ──▶ request.state.guard (judges its calls)
 
@@ -18,7 +19,8 @@ the token that made them. Host and Origin are checked by the SDK against the
 names ``listen.HttpSettings`` allows (DNS rebinding: 421 and 403), and bodies
 over ``MAX_REQUEST_BYTES`` are refused (413) before they are parsed.
 
-Served by uvicorn on a socket bound here (so port 0 works and the URL logged
+Served by uvicorn (``_Connection``: headers due within ``HEADER_TIMEOUT``, at most
+``connection_limit()`` connections) on a socket bound here (so port 0 works and the URL logged
 is the real one), with our JSON log lines and no access log (no header is ever
 logged, least of all Authorization), and with stdio's signal handling:
 SIGTERM/SIGINT refuse new requests, let calls in flight finish, then close;
