@@ -168,8 +168,7 @@ class _Sessions:
     ) -> None:
         """Serve the request with ``app``, keeping count of the token's sessions."""
         session_id = _header(scope, b"mcp-session-id")
-        mine = self._of.setdefault(token, {})
-        seen = mine.get(session_id) if session_id is not None else None
+        seen = self._of.get(token, {}).get(session_id) if session_id is not None else None
         if seen is not None:
             seen.requests += 1
 
@@ -179,11 +178,11 @@ class _Sessions:
                 if session_id is None and status == 200:
                     opened = _header(message, b"mcp-session-id")
                     if opened is not None:
-                        mine[opened] = _Seen(time.monotonic())
+                        self._of.setdefault(token, {})[opened] = _Seen(time.monotonic())
                 elif session_id is not None and (
                     status == 404 or (scope["method"] == "DELETE" and status < 300)
                 ):
-                    mine.pop(session_id, None)
+                    self._of.get(token, {}).pop(session_id, None)
             await send(message)
 
         try:
@@ -192,8 +191,8 @@ class _Sessions:
             if seen is not None:
                 seen.requests -= 1
                 seen.last = time.monotonic()
-            if not mine:
-                self._of.pop(token, None)
+            if not self._of.get(token, True):
+                del self._of[token]  # no session left: forget the token
 
 
 def _header(scope: Scope | MutableMapping[str, Any], name: bytes) -> str | None:
