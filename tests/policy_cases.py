@@ -588,6 +588,16 @@ def order(
     )
 
 
+def order_without_contract() -> dict[str, Any]:
+    """An Order on Base whose domain has no verifyingContract."""
+    return typed(
+        "Order",
+        {"Order": [("maker", "address"), ("amount", "uint256")]},
+        {"name": "Exchange", "chainId": 8453},
+        {"maker": SIGNER, "amount": 1},
+    )
+
+
 def nft_permit(chain: int) -> dict[str, Any]:
     """An ERC-721 permit (EIP-4494): a struct named Permit that is not a token allowance."""
     return typed(
@@ -1604,12 +1614,7 @@ CUSTOM = [
     deny(
         "typed-without-verifying-contract",
         TYPED,
-        typed(
-            "Order",
-            {"Order": [("maker", "address"), ("amount", "uint256")]},
-            {"name": "Exchange", "chainId": 8453},
-            {"maker": SIGNER, "amount": 1},
-        ),
+        order_without_contract(),
         "typed_data.allow",
     ),
     # A rule with an address on chain 1 only matches nothing on 8453, not even a domain
@@ -1618,12 +1623,7 @@ CUSTOM = [
     deny(
         "typed-one-chain-entry-no-contract-on-other-chain",
         TYPED_ONE_CHAIN,
-        typed(
-            "Order",
-            {"Order": [("maker", "address"), ("amount", "uint256")]},
-            {"name": "Exchange", "chainId": 8453},
-            {"maker": SIGNER, "amount": 1},
-        ),
+        order_without_contract(),
         "typed_data.allow",
     ),
     # messages
