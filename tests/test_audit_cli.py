@@ -186,7 +186,11 @@ def test_a_row_with_no_usable_position_is_named(trail: StoreAt) -> None:
     # SQLite's non-INTEGER primary key takes NULL and text from a hand-made row;
     # PostgreSQL refuses both, which is what the second half checks.
     text, digest = forge(fields(7) | {"seq": 7, "prev_hash": stored(trail, RECORDS)[1]})
-    for seq, said in (("zz", "has the position 'zz', not a number"), (None, "no position")):
+    for seq, said, named in (
+        ("zz", "has the position 'zz', not a number", RECORDS + 1),
+        (2.5, "a row after record 2 has the position 2.5", 3),  # sorted among the records
+        (None, "no position", RECORDS + 1),
+    ):
         try:
             sql(
                 trail, "INSERT INTO audit (seq, record, hash) VALUES (?, ?, ?)", (seq, text, digest)
@@ -195,7 +199,7 @@ def test_a_row_with_no_usable_position_is_named(trail: StoreAt) -> None:
             assert trail.backend == "postgresql"
             continue
         assert trail.backend == "sqlite"
-        assert said in failed(audit_cli(trail, "verify"), RECORDS + 1)
+        assert said in failed(audit_cli(trail, "verify"), named)
         exported = audit_cli(trail, "export")
         assert exported.returncode == 0, exported
         assert len(exported.stdout.splitlines()) == RECORDS  # the records, not the stray row

@@ -91,17 +91,21 @@ def append(connection: Connection, fields: dict[str, Any]) -> AuditRecord:
 
 
 def records(connection: Connection, after: int = 0) -> Iterator[AuditRecord]:
-    """Every record with seq > ``after``, in seq order, a page at a time."""
+    """Every record with seq > ``after``, in seq order, a page at a time.
+
+    A hand-made row whose seq is not an integer (SQLite stores a real or a text
+    there) is no record: it is skipped (``audit verify`` names it).
+    """
+    position: object = after
     while True:
         rows = connection.query(
             "SELECT seq, record, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, _PAGE),
+            (position, _PAGE),
         )
         for seq, text, digest in rows:
-            if not _is_position(seq):
-                return  # a row put there by hand: sorted last; `audit verify` names it
-            yield AuditRecord(seq, str(digest), _parse(str(text)))
-            after = seq
+            position = seq  # the next page starts after this row, whatever its type
+            if _is_position(seq):
+                yield AuditRecord(seq, str(digest), _parse(str(text)))
         if len(rows) < _PAGE:
             return
 
