@@ -364,15 +364,25 @@ async def open_session(http: httpx2.AsyncClient, url: str, token: str) -> dict[s
     return headers
 
 
+@pytest.mark.parametrize("stateless", [False, True])
 async def test_a_call_keeps_its_tokens_slot_after_its_client_hangs_up(
-    env: dict[str, str], tmp_path: Path, servers: list[HttpServer]
+    env: dict[str, str], tmp_path: Path, servers: list[HttpServer], stateless: bool
 ) -> None:
+    # Stateful, the SDK runs the call on after the client hangs up; stateless, it cancels
+    # the call while its worker thread runs on. The slot stays taken in both.
     busy = create_token(env, "busy")
     other = create_token(env, "other")
-    server = start_server(env, tmp_path / "server.log")
+    server = start_server(env, tmp_path / "server.log", *(["--stateless"] if stateless else []))
     servers.append(server)
     async with httpx2.AsyncClient(timeout=30) as http:
-        headers = await open_session(http, server.url, busy)
+        if stateless:
+            headers = {
+                **MCP_ACCEPT,
+                "authorization": f"Bearer {busy}",
+                "mcp-protocol-version": "2025-11-25",
+            }
+        else:
+            headers = await open_session(http, server.url, busy)
         CONTROL.latency["Sign"] = 2.0
 
         async def hang_up(index: int) -> None:

@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -252,13 +253,15 @@ class ToolRunner:
 
     async def call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
         slot = request_slot(context)
-        if slot is not None:
-            slot.hold()  # until the call ends, even if its HTTP request ended first
+        if slot is None:
+            return await self._call(spec, arguments, context)
+        slot.hold()  # until the call ends, even if its HTTP request ended first
+        reset = _SLOT.set(slot)  # and until its worker thread ends: see in_worker
         try:
             return await self._call(spec, arguments, context)
         finally:
-            if slot is not None:
-                slot.release()
+            _SLOT.reset(reset)
+            slot.release()
 
     async def _call(self, spec: ToolSpec, arguments: dict[str, Any], context: Any) -> Any:
         call = Call(spec.name, client_name(context), guard=caller_guard(context))
@@ -350,6 +353,7 @@ class ToolRunner:
         except TimeoutError:
             call.cancelled.set()
             future.add_done_callback(lambda _: self._late_line(call))
+            _hold_until_done(future)
             logger.error("tool %s abandoned after %.0f s", call.tool, self.call_timeout)
             raise KmsUnavailable(
                 f"{call.tool} got no answer within {self.call_timeout:g} s and was abandoned; "
@@ -363,6 +367,7 @@ class ToolRunner:
             call.cancelled.set()
             if not future.cancel():
                 future.add_done_callback(lambda _: self._late_line(call))
+                _hold_until_done(future)
             raise
 
     def _work(self, call: Call, work: Callable[[], T]) -> T:
@@ -429,6 +434,21 @@ class Slot(Protocol):
 
     def hold(self) -> None: ...
     def release(self) -> None: ...
+
+
+# The slot of the HTTP request whose tool call this task runs (None over stdio).
+_SLOT: ContextVar[Slot | None] = ContextVar("agentic_vault_slot", default=None)
+
+
+def _hold_until_done(future: Future[Any]) -> None:
+    """Work left running by a call that was answered (abandoned, cancelled) keeps its
+    caller's slot until the thread ends: a client cannot hang up its way past its limit."""
+    slot = _SLOT.get()
+    if slot is None:
+        return
+    slot.hold()
+    loop = asyncio.get_running_loop()
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(slot.release))
 
 
 def request_slot(context: Any) -> Slot | None:

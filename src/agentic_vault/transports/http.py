@@ -116,15 +116,19 @@ class TokenPolicies:
 
 
 class _Slot:
-    """One of a token's ``MAX_REQUESTS_PER_TOKEN``: held by an HTTP request and by the tool
-    call it carries, freed when both have ended. The SDK runs a call on after its client
-    hangs up; the call keeps its slot, so hanging up cannot let a token run more."""
+    """One of a token's ``MAX_REQUESTS_PER_TOKEN``: held by an HTTP request, by the tool
+    call it carries and by that call's worker thread, freed when all have ended. The SDK
+    runs a call on after its client hangs up (stateful), or cancels it while its thread
+    runs on (stateless); either way the slot stays taken, so hanging up cannot let a
+    token run more. Used on the event loop only."""
 
     def __init__(self, counts: Counter[str], name: str) -> None:
         self._counts, self._name, self._holders = counts, name, 1
         counts[name] += 1
 
     def hold(self) -> None:
+        if not self._holders:  # held again after every holder let go: counted again
+            self._counts[self._name] += 1
         self._holders += 1
 
     def release(self) -> None:
