@@ -425,27 +425,51 @@ class _Connection(H11Protocol):
     """
 
     _deadline: asyncio.TimerHandle | None = None
+    _idle_since = 0.0  # when it last had no request under way
     _warned_at: ClassVar[float] = -60.0  # when "too many connections" was last logged
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > connection_limit():
-            self._warn_full(len(self.connections) - 1)
-            transport.abort()
-            return
+            # Make room by closing the connection idle the longest (no request under way),
+            # not this one: a flood of idle connections then cannot lock clients out.
+            idle = self._longest_idle()
+            self._warn_full(len(self.connections) - 1, evicting=idle is not None)
+            if idle is None:
+                transport.abort()
+                return
+            idle.transport.abort()
         self._arm()
 
+    def _longest_idle(self) -> _Connection | None:
+        idle = [
+            other
+            for other in self.connections
+            if isinstance(other, _Connection)
+            and other is not self
+            and other._waiting()
+            and not other.transport.is_closing()  # closed already, not yet gone from the set
+        ]
+        return min(idle, key=lambda other: other._idle_since, default=None)
+
+    def _waiting(self) -> bool:
+        """No request under way: waiting for headers, or idle between requests."""
+        return self.cycle is None or self.cycle.response_complete
+
     @classmethod
-    def _warn_full(cls, open_connections: int) -> None:
+    def _warn_full(cls, open_connections: int, *, evicting: bool) -> None:
         """One log line every 10 s at most: a flood must not fill the log as well."""
         now = time.monotonic()
         if now - cls._warned_at >= 10.0:
             cls._warned_at = now
             logger.warning(
-                "%d connections are open, the most this server keeps (%d); closing new ones "
-                "until some end (a client that opens many and sends nothing?)",
+                "%d connections are open, the most this server keeps (%d); %s (a client "
+                "that opens many and sends nothing?)",
                 open_connections,
                 connection_limit(),
+                "closing the ones idle the longest"
+                if evicting
+                else "every one is busy, so new ones are closed until some end",
             )
 
     def on_response_complete(self) -> None:
@@ -460,12 +484,22 @@ class _Connection(H11Protocol):
     def _arm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
+        self._idle_since = time.monotonic()
         self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._headers_late)
 
     def _headers_late(self) -> None:
-        waiting = self.cycle is None or self.cycle.response_complete  # no request under way
-        if waiting and not self.transport.is_closing():
+        if self._waiting() and not self.transport.is_closing():
             self.transport.close()
+
+
+def _more_file_descriptors() -> None:
+    """The soft limit of open files up to the hard one (at most 65,536): connections past
+    ``connection_limit()`` are closed, but until they are accepted they take descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def connection_limit() -> int:
@@ -477,7 +511,24 @@ def connection_limit() -> int:
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn without signal handlers of its own: ours stop it (see ``_serve.stop``)."""
+    """uvicorn without signal handlers of its own: ours stop it (see ``_serve.stop``);
+    and with a TLS handshake due within ``HEADER_TIMEOUT`` (asyncio's default is 60 s,
+    and a connection is not a ``_Connection`` until its handshake is done)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        async def with_handshake_deadline(*args: Any, **kwargs: Any) -> asyncio.Server:
+            if kwargs.get("ssl") is not None:
+                kwargs["ssl_handshake_timeout"] = HEADER_TIMEOUT
+            return await create_server(*args, **kwargs)
+
+        loop.create_server = with_handshake_deadline  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # the loop's own method again
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -514,6 +565,7 @@ def serve_http(settings: VaultSettings, http: HttpSettings) -> int:
             f"({exc.strerror or exc}); pick another address or port, or stop what holds it"
         )
     port = int(sock.getsockname()[1])
+    _more_file_descriptors()
     vault = open_vault(settings)
     runner = ToolRunner(vault)
     gate = build_app(vault, runner, http)
