@@ -413,15 +413,19 @@ class ToolRunner:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _from_request(context: Any, key: str) -> Any:
+    """What the HTTP gate put in the request state under ``key`` (transports/http.py's
+    ``TokenGate._admit``); None over stdio, where a call has no HTTP request."""
+    request = getattr(getattr(context, "request_context", None), "request", None)
+    return getattr(getattr(request, "state", None), key, None)
+
+
 def client_name(context: Any) -> str:
     """Who is calling, for the audit trail: the HTTP token's name as it is (the contract's
     `client`), else ``stdio:`` and the name the stdio client gave itself."""
-    request_context = getattr(context, "request_context", None)
-    request = getattr(request_context, "request", None)
-    if request is not None:
-        name = getattr(getattr(request, "state", None), "token_name", None)
-        if name:
-            return str(name)
+    name = _from_request(context, "token_name")
+    if name:
+        return str(name)
     session = getattr(context, "session", None)
     params = getattr(session, "client_params", None)
     info = getattr(params, "client_info", None)
@@ -453,15 +457,13 @@ def _hold_until_done(future: Future[Any]) -> None:
 
 def request_slot(context: Any) -> Slot | None:
     """The slot of the HTTP request that carried this call; None over stdio."""
-    request = getattr(getattr(context, "request_context", None), "request", None)
-    slot = getattr(getattr(request, "state", None), "slot", None)
+    slot = _from_request(context, "slot")
     return slot if hasattr(slot, "hold") and hasattr(slot, "release") else None
 
 
 def caller_guard(context: Any) -> Guard | None:
     """The policy of the HTTP token that made this call, if it has one of its own."""
-    request = getattr(getattr(context, "request_context", None), "request", None)
-    guard = getattr(getattr(request, "state", None), "guard", None)
+    guard = _from_request(context, "guard")
     return guard if isinstance(guard, Guard) else None
 
 
