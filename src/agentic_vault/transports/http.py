@@ -20,11 +20,11 @@ names ``listen.HttpSettings`` allows (DNS rebinding: 421 and 403), and bodies
 over ``MAX_REQUEST_BYTES`` are refused (413) before they are parsed.
 
 Served by uvicorn (``_Connection``: headers due within ``HEADER_TIMEOUT``, at most
-``connection_limit()`` connections) on a socket bound here (so port 0 works and the URL logged
-is the real one), with our JSON log lines and no access log (no header is ever
-logged, least of all Authorization), and with stdio's signal handling:
-SIGTERM/SIGINT refuse new requests, let calls in flight finish, then close;
-SIGHUP reloads the server's policy and the tokens' own.
+``connection_limit()`` connections) on a socket bound here (so port 0 works and the
+URL logged is the real one), with our JSON log lines and no access log (no header is
+ever logged, least of all Authorization), and with stdio's signal handling:
+SIGTERM/SIGINT refuse new requests, let calls in flight finish, then close; SIGHUP
+reloads the server's policy and the tokens' own.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -168,10 +169,16 @@ class _Sessions:
         return len(mine) >= MAX_SESSIONS_PER_TOKEN
 
     async def track(
-        self, token: str, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+        self,
+        token: str,
+        session_id: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
     ) -> None:
-        """Serve the request with ``app``, keeping count of the token's sessions."""
-        session_id = _header(scope, b"mcp-session-id")
+        """Serve the request (of session ``session_id``, or one that opens a session) with
+        ``app``, keeping count of the token's sessions."""
         seen = self._of.get(token, {}).get(session_id) if session_id is not None else None
         if seen is not None:
             seen.requests += 1
@@ -180,7 +187,7 @@ class _Sessions:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if session_id is None and status == 200:
-                    opened = _header(message, b"mcp-session-id")
+                    opened = Headers(raw=message["headers"]).get("mcp-session-id")
                     if opened is not None:
                         self._of.setdefault(token, {})[opened] = _Seen(time.monotonic())
                 elif session_id is not None and (
@@ -197,13 +204,6 @@ class _Sessions:
                 seen.last = time.monotonic()
             if not self._of.get(token, True):
                 del self._of[token]  # no session left: forget the token
-
-
-def _header(scope: Scope | MutableMapping[str, Any], name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 class TokenGate:
@@ -237,7 +237,8 @@ class TokenGate:
                 [(b"retry-after", b"5")],
             )
             return
-        token = _bearer_token(scope)
+        headers = Headers(scope=scope)
+        token = _bearer_token(headers)
         if token is None:
             await _refuse(
                 send,
@@ -285,7 +286,8 @@ class TokenGate:
                 [(b"retry-after", b"1")],
             )
             return
-        opening = _header(scope, b"mcp-session-id") is None and scope["method"] == "POST"
+        session_id = headers.get("mcp-session-id")
+        opening = session_id is None and scope["method"] == "POST"
         if (
             self.sessions is not None
             and opening
@@ -301,7 +303,7 @@ class TokenGate:
                 [(b"retry-after", b"60")],
             )
             return
-        await self._admit(scope, receive, send, bearer, guard, counted)
+        await self._admit(scope, receive, send, bearer, guard, counted, session_id)
 
     def _authenticate(self, token: str) -> tuple[tokens.Bearer | None, Guard | None]:
         """Who the token speaks for, and its own policy's guard; on a worker thread."""
@@ -334,6 +336,7 @@ class TokenGate:
         bearer: tokens.Bearer,
         guard: Guard | None,
         counted: bool,
+        session_id: str | None,
     ) -> None:
         # The SDK's principal: sessions and sealed request states are bound to it. The
         # token itself stays out of it (nothing downstream needs the secret).
@@ -348,7 +351,7 @@ class TokenGate:
         reset = auth_context_var.set(user)
         try:
             if self.sessions is not None:
-                await self.sessions.track(bearer.name, scope, receive, send, self.app)
+                await self.sessions.track(bearer.name, session_id, scope, receive, send, self.app)
             else:
                 await self.app(scope, receive, send)
         finally:
@@ -357,14 +360,11 @@ class TokenGate:
                 slot.release()
 
 
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1").strip()
-            scheme, _, token = text.partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
-    return None
+def _bearer_token(headers: Headers) -> str | None:
+    """The token of the first Authorization header, if it is a Bearer one."""
+    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _peer(scope: Scope) -> str:
@@ -421,7 +421,8 @@ class _Connection(H11Protocol):
     enough of them (no token needed) use up the file descriptors, so signing fails
     on its next KMS or store connection. Here every request's headers must be
     complete within ``HEADER_TIMEOUT`` s, and past ``connection_limit()`` open
-    connections a new one is closed at once.
+    connections the one idle the longest is closed to make room (the new one, if every
+    connection has a request under way).
     """
 
     _deadline: asyncio.TimerHandle | None = None
