@@ -37,6 +37,8 @@ from agentic_vault._results import AddressResult, HealthReport, SignedMessage, S
 from .bad_inputs import ADDRESS, CHECKSUMMED, mail
 from .mcp_helpers import CLI, mcp_client, server_env, text_of
 from .reference import decode_raw_transaction
+from .test_mcp_e2e import PERMIT as E2E_PERMIT
+from .test_mcp_e2e import _with_domain_type
 
 pytestmark = pytest.mark.e2e
 
@@ -44,37 +46,11 @@ pytestmark = pytest.mark.e2e
 USER = pwd.getpwuid(os.geteuid()).pw_name
 TREASURY = CHECKSUMMED
 
+# The e2e tests' permit without its EIP712Domain type: the shell derives it from the domain.
 PERMIT = {
-    "types": {
-        "Permit": [
-            {"name": "owner", "type": "address"},
-            {"name": "spender", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-        ],
-    },
-    "primaryType": "Permit",
-    "domain": {
-        "name": "USD Coin",
-        "version": "2",
-        "chainId": 1,
-        "verifyingContract": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
-    },
-    "message": {
-        "owner": ADDRESS,
-        "spender": CHECKSUMMED,
-        "value": "1000000",
-        "nonce": 0,
-        "deadline": "0xffffffff",
-    },
+    **E2E_PERMIT,
+    "types": {k: v for k, v in E2E_PERMIT["types"].items() if k != "EIP712Domain"},
 }
-EIP712_DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 
 # A policy: plain ETH transfers to the treasury on chain 1, a person above 0.01 ETH,
 # no free-text messages.
@@ -257,10 +233,7 @@ def test_the_signing_commands_print_what_eth_account_verifies(
         (["sign-typed-data"], mail(), json.dumps(mail())),
     ):
         signed = shell(env, *args, stdin=stdin).json(SignedMessage)
-        full = payload
-        if "EIP712Domain" not in payload["types"]:
-            full = {**payload, "types": {**payload["types"], "EIP712Domain": EIP712_DOMAIN}}
-        signable = encode_typed_data(full_message=full)
+        signable = encode_typed_data(full_message=_with_domain_type(payload))
         assert Account.recover_message(signable, signature=signed["signature"]) == address
         assert (
             signed["digest"] == "0x" + keccak(b"\x19\x01" + signable.header + signable.body).hex()
