@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentic_vault import KmsSigner
 
 ADDRESS = "0x1111111111111111111111111111111111111111"
 CHECKSUMMED = "0x52908400098527886E0F7030069857D2E4169EE7"  # an EIP-55 test vector
@@ -393,3 +396,14 @@ CASES = [
     Case("message is a number", "sign_message", {"message": 42}, "message"),
     Case("message over 64 KiB", "sign_message", {"message": "x" * (64 * 1024 + 1)}, "message"),
 ]
+
+
+def call_signer(signer: KmsSigner, tool: str, arguments: dict[str, Any]) -> Any:
+    """A case's tool call made on the signer directly, in this process (no server)."""
+    if tool == "sign_transaction":
+        return signer.sign_transaction(arguments["transaction"])
+    if tool == "sign_typed_data":
+        return signer.sign_typed_data(arguments["typed_data"])
+    if tool == "sign_message":
+        return signer.sign_message(**arguments)
+    raise AssertionError(tool)

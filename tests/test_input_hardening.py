@@ -26,7 +26,15 @@ from eth_account.messages import encode_typed_data
 from agentic_vault import InvalidInput, KmsSigner, VaultError
 from agentic_vault._local_kms import CONTROL, LocalKms
 
-from .bad_inputs import ADDRESS, AUTHORIZATION, MAIL_TYPES, mail, signed_tx, tx
+from .bad_inputs import (
+    ADDRESS,
+    AUTHORIZATION,
+    MAIL_TYPES,
+    call_signer,
+    mail,
+    signed_tx,
+    tx,
+)
 from .mcp_helpers import mcp_client, server_env, structured, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -365,20 +373,10 @@ CASES = [
 # -- the parsers, in this process ---------------------------------------------------------
 
 
-def _call(signer: KmsSigner, tool: str, arguments: dict[str, Any]) -> Any:
-    if tool == "sign_transaction":
-        return signer.sign_transaction(arguments["transaction"])
-    if tool == "sign_typed_data":
-        return signer.sign_typed_data(arguments["typed_data"])
-    if tool == "sign_message":
-        return signer.sign_message(**arguments)
-    raise AssertionError(tool)
-
-
 @pytest.mark.parametrize("case", [c for c in CASES if not c.server_only], ids=lambda c: c.id)
 def test_hostile_input_is_invalid_input_naming_the_field(signer: KmsSigner, case: Case) -> None:
     with pytest.raises(VaultError) as caught:
-        _call(signer, case.tool, case.arguments)
+        call_signer(signer, case.tool, case.arguments)
     text = str(caught.value)
     assert text.startswith("invalid_input: "), text
     for expected in case.must:

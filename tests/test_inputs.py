@@ -9,23 +9,13 @@ import pytest
 from agentic_vault import InvalidInput, KmsSigner, SignerConfig, TransactionRequest, VaultError
 from agentic_vault._local_kms import CONTROL
 
-from .bad_inputs import CASES, Case, signed_tx
-
-
-def _call(signer: KmsSigner, tool: str, arguments: dict[str, Any]) -> Any:
-    if tool == "sign_transaction":
-        return signer.sign_transaction(arguments["transaction"])
-    if tool == "sign_typed_data":
-        return signer.sign_typed_data(arguments["typed_data"])
-    if tool == "sign_message":
-        return signer.sign_message(**arguments)
-    raise AssertionError(tool)
+from .bad_inputs import CASES, Case, call_signer, signed_tx
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.server_only], ids=lambda c: c.id)
 def test_bad_input_is_refused_naming_the_field(signer: KmsSigner, case: Case) -> None:
     with pytest.raises(VaultError) as caught:
-        _call(signer, case.tool, case.arguments)
+        call_signer(signer, case.tool, case.arguments)
     text = str(caught.value)
     assert text.startswith(f"{case.code}: "), text
     assert case.field in text, text
